@@ -1,0 +1,220 @@
+"""Preconditioned conjugate gradient for the damped Newton system (report §III.E, Alg. 2).
+
+We solve  A x = b  with A = G + λI symmetric positive definite (eq. 20) and
+**b = −∇f** (eq. 27), so the step is applied as θ ← θ + x.  (The report instead
+solves A Δθ = +∇f and steps θ − Δθ; the two are the same update.)
+
+CG minimises the quadratic model
+
+    φ(x) = ½ xᵀA x − bᵀx,                                     (φ)
+
+which, with b = −∇f, is exactly q(x) − q(0) of eq. (13) with the damped
+curvature. With the residual r = b − A x it costs no extra product:
+φ(x) = −½ (b + r)ᵀ x.  (Martens' code keeps r = A x − b and writes ½(r − b)ᵀx.)
+
+Stopping rule (Martens 2010, §4.4): at iteration i with window k, stop when
+    i > k,  φ_i < 0  and  (φ_i − φ_{i−k}) / φ_i < k·ε.
+``window="martens"``: k = max(10, ⌈0.1·i⌉).
+``window="report"``:  k = max(t, ⌈i/t⌉) with t = `min_iters` (Alg. 2, with the
+typo ⌈j/t⌉ read as ⌈i/t⌉).
+CG also stops on non-positive curvature dᵀA d ≤ 0, when the preconditioned
+residual rᵀM⁻¹r has fallen to machine precision × its start value (solved), and
+after `max_iters`.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from .vectors import axpy, dot
+
+WINDOWS = ("martens", "report")
+STOP_REASONS = ("max_iters", "progress", "curvature", "converged")
+
+
+class CGResult(NamedTuple):
+    """What `pcg` returns. Tensors; `x` and `saved` have the structure of `b`."""
+
+    x: object                 # the last iterate
+    iterations: tf.Tensor     # number of CG iterations done (matrix-vector products after the start)
+    phi: tf.Tensor            # φ_0 … φ_iterations, shape (iterations + 1,)
+    reduction: tf.Tensor      # φ(x) = q(x) − q(0) of the quadratic CG minimised, no extra product
+    saved: object             # iterates at i = ⌈5·1.3^j⌉ < iterations, stacked along axis 0
+    saved_iters: tf.Tensor    # their iteration numbers, increasing
+    stop_reason: tf.Tensor    # index into STOP_REASONS
+
+
+def save_schedule(max_iters):
+    """Iterations at which Martens keeps a copy for backtracking: ⌈5·1.3^j⌉ ≤ max_iters."""
+    out, j = [], 0
+    while True:
+        i = math.ceil(5 * 1.3 ** j - 1e-9)
+        if i > max_iters:
+            return out
+        if not out or i != out[-1]:
+            out.append(i)
+        j += 1
+
+
+def window_size(i, window="martens", min_iters=3):
+    """The look-back k of the relative-progress rule at iteration i (works on ints and tensors)."""
+    if window == "martens":
+        return _maximum(10, _ceil_div(i, 10))
+    return _maximum(min_iters, _ceil_div(i, min_iters))
+
+
+def progress_stop(phi_i, phi_i_minus_k, k, tol):
+    """Martens' test: φ_i < 0 and (φ_i − φ_{i−k}) / φ_i < k·ε."""
+    negative = phi_i < 0
+    safe_phi = tf.where(negative, phi_i, -tf.ones_like(phi_i))
+    return negative & ((phi_i - phi_i_minus_k) / safe_phi < k * tol)
+
+
+def first_stop(phis, tol=5e-4, window="martens", min_iters=1, max_iters=None):
+    """Pure-Python reference: the iteration at which the rule stops on the sequence φ_0, φ_1, ….
+
+    Returns len(phis) − 1 (or max_iters) when the rule never fires. Used by tests
+    and by the notebooks to show the rule on a recorded φ history.
+    """
+    last = len(phis) - 1 if max_iters is None else min(max_iters, len(phis) - 1)
+    for i in range(1, last + 1):
+        k = window_size(i, window, min_iters)
+        if i >= min_iters and i > k and phis[i] < 0 and (phis[i] - phis[i - k]) / phis[i] < k * tol:
+            return i
+    return last
+
+
+def pcg(matvec, b, x0=None, preconditioner=None, min_iters=1, max_iters=250, tol=5e-4,
+        window="martens", compile=True):
+    """Solve A x = b approximately by preconditioned CG (Alg. 2, corrected).
+
+    Args:
+      matvec: x ↦ A x for A symmetric positive definite, on lists of tensors
+        (or on a single tensor, matching `b`). For HF, A = G + λI.
+      b: right-hand side; for HF the *negative* gradient.
+      x0: warm start (Martens: 0.95 × the previous update's final iterate); 0 if None.
+      preconditioner: None, the diagonal M (same structure as b, applied as
+        y = r ⊘ M), or a callable r ↦ M⁻¹ r.
+      min_iters, max_iters: bounds on the iteration count (1 ≤ min_iters ≤ max_iters).
+      tol: ε of the relative-progress stopping rule (> 0).
+      window: "martens" or "report", see the module docstring.
+      compile: when called eagerly, run the loop as a `tf.function` (no host
+        sync per iteration). Inside a `tf.function` the loop is always compiled.
+    Returns:
+      `CGResult`.
+    """
+    _check_config(min_iters, max_iters, tol, window)
+    single = not isinstance(b, (list, tuple))
+    b = [tf.convert_to_tensor(b)] if single else [tf.convert_to_tensor(t) for t in b]
+    x0 = None if x0 is None else ([tf.convert_to_tensor(x0)] if single else list(x0))
+    mv = (lambda v: [matvec(v[0])]) if single else matvec
+    precond = _as_callable(preconditioner, single)
+    run = _pcg_loop
+    if compile and tf.executing_eagerly():
+        run = tf.function(_pcg_loop)
+    res = run(mv, b, x0, precond, min_iters, max_iters, tol, window)
+    if single:
+        res = res._replace(x=res.x[0], saved=res.saved[0])
+    return res
+
+
+def _pcg_loop(matvec, b, x0, precond, min_iters, max_iters, tol, window):
+    dtype = b[0].dtype
+    schedule = save_schedule(max_iters)
+    schedule_t = tf.constant(schedule + [max_iters + 1], tf.int32)
+    if x0 is None:
+        x = [tf.zeros_like(t) for t in b]
+        r = list(b)
+    else:
+        x = [tf.cast(t, dtype) for t in x0]
+        r = [bi - ai for bi, ai in zip(b, matvec(x))]
+    y = precond(r)
+    phi0 = -0.5 * dot(axpy(1.0, b, r), x)
+    phis = tf.TensorArray(dtype, size=max_iters + 1, clear_after_read=False).write(0, phi0)
+    saved = [tf.TensorArray(dtype, size=max(len(schedule), 1), element_shape=t.shape) for t in b]
+    rz0 = dot(r, y)
+    converged_rz = rz0 * tf.constant(_EPS[dtype], dtype)  # ‖r‖_{M⁻¹} down to √(machine ε) of the start
+    state = dict(i=tf.constant(0), x=x, r=r, d=list(y), rz=rz0, phis=phis, saved=saved,
+                 n_saved=tf.constant(0), reason=tf.constant(0), done=tf.constant(False))
+
+    def body(s):
+        i = s["i"] + 1
+        z = matvec(s["d"])
+        dad = dot(s["d"], z)
+        bad_curvature = ~(dad > 0)
+        alpha = tf.where(bad_curvature, tf.zeros_like(dad), s["rz"] / tf.where(bad_curvature, tf.ones_like(dad), dad))
+        x = axpy(alpha, s["d"], s["x"])
+        r = axpy(-alpha, z, s["r"])
+        y = precond(r)
+        rz = dot(r, y)
+        d = axpy(rz / tf.where(s["rz"] > 0, s["rz"], tf.ones_like(rz)), s["d"], y)
+        phi = -0.5 * dot(axpy(1.0, b, r), x)
+        k = window_size(i, window, min_iters)
+        phi_back = s["phis"].read(tf.maximum(i - k, 0))
+        progress = (i >= min_iters) & (i > k) & progress_stop(phi, phi_back, tf.cast(k, dtype), tol)
+        converged = ~(rz > converged_rz)
+        reason = tf.case([(bad_curvature, lambda: 2), (progress, lambda: 1), (converged, lambda: 3),
+                          (i >= max_iters, lambda: 0)], default=lambda: -1)
+        # on non-positive curvature the iterate is not moved: keep the previous one
+        keep = lambda new, old: tf.nest.map_structure(lambda a, o: tf.where(bad_curvature, o, a), new, old)
+        x = keep(x, s["x"])
+        phi = tf.where(bad_curvature, s["phis"].read(i - 1), phi)
+        i_out = tf.where(bad_curvature, i - 1, i)
+        save_now = tf.equal(schedule_t[s["n_saved"]], i) & ~bad_curvature
+        saved = tf.cond(save_now,
+                        lambda: [ta.write(s["n_saved"], xi) for ta, xi in zip(s["saved"], x)],
+                        lambda: list(s["saved"]))
+        return [dict(i=i_out, x=x, r=r, d=d, rz=rz, phis=s["phis"].write(i, phi), saved=saved,
+                     n_saved=s["n_saved"] + tf.cast(save_now, tf.int32),
+                     reason=tf.maximum(reason, 0), done=reason >= 0)]
+
+    (state,) = tf.while_loop(lambda s: ~s["done"], body, [state], maximum_iterations=max_iters)
+    n = state["i"]
+    final_is_saved = (state["n_saved"] > 0) & tf.equal(schedule_t[tf.maximum(state["n_saved"] - 1, 0)], n)
+    n_keep = state["n_saved"] - tf.cast(final_is_saved, tf.int32)
+    idx = tf.range(n_keep)
+    return CGResult(
+        x=state["x"], iterations=n, phi=state["phis"].gather(tf.range(n + 1)),
+        reduction=state["phis"].read(n),
+        saved=[ta.gather(idx) for ta in state["saved"]],
+        saved_iters=tf.gather(schedule_t, idx), stop_reason=state["reason"])
+
+
+# ------------------------------------------------------------------ helpers
+_EPS = {tf.float16: 1e-3, tf.bfloat16: 1e-2, tf.float32: 1.2e-7, tf.float64: 2.3e-16}
+
+
+def _check_config(min_iters, max_iters, tol, window):
+    for name, val in (("min_iters", min_iters), ("max_iters", max_iters)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name}: expected an integer ≥ 1, got {val!r}")
+    if min_iters > max_iters:
+        raise ValueError(f"min_iters: must not exceed max_iters, got min_iters={min_iters} > max_iters={max_iters}")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol: expected ε > 0, got {tol!r}")
+    if window not in WINDOWS:
+        raise ValueError(f"window: expected one of {WINDOWS}, got {window!r}")
+
+
+def _as_callable(preconditioner, single):
+    if preconditioner is None:
+        return lambda r: list(r)
+    if callable(preconditioner):
+        return (lambda r: [preconditioner(r[0])]) if single else preconditioner
+    diag = [preconditioner] if single else list(preconditioner)
+    return lambda r: [ri / mi for ri, mi in zip(r, diag)]
+
+
+def _ceil_div(i, n):
+    if isinstance(i, int):
+        return -(-i // n)
+    return (i + n - 1) // n
+
+
+def _maximum(a, b):
+    if isinstance(b, int):
+        return max(a, b)
+    return tf.maximum(a, b)
+

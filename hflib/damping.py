@@ -1,0 +1,81 @@
+"""Tikhonov damping and the Levenberg–Marquardt rule (report §III.D, eqs. 20–26).
+
+The reduction ratio compares what the loss really did with what the quadratic
+model promised:
+
+    ρ = (f(θ + p) − f(θ)) / (q(p) − q(0)).                              (25)
+
+Both numerator and denominator are negative for a good step, so ρ ≈ 1 when the
+model is trusted. (Eq. 25 as printed has f(θ_k) − f(θ_{k+1}) on top, which
+flips the sign; we follow Martens.) The LM rule (26) then moves λ by a factor r:
+ρ < ¼ → λ·r, ρ > ¾ → λ/r, otherwise unchanged. A NaN ρ, or a loss that went
+up (Martens takes ρ = −∞ then), counts as ρ < ¼.
+
+Which quadratic goes in the denominator differs between implementations:
+Martens' code uses the *undamped* q (his comment admits doubt), others use the
+damped one. With CG's φ(p) = q_λ(p) − q_λ(0) in hand, the undamped value is
+φ(p) − ½λ‖p‖², so both are free; see `model_reduction`.
+"""
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+from .vectors import dot
+
+RULES = ("damped", "undamped")
+
+
+def model_reduction(phi, p, damping, denominator="damped"):
+    """q(p) − q(0) from CG's φ(p) = ½pᵀ(G+λI)p + ∇fᵀp: damped as is, undamped minus ½λ‖p‖²."""
+    if denominator not in RULES:
+        raise ValueError(f"denominator: expected one of {RULES}, got {denominator!r}")
+    if denominator == "damped":
+        return phi
+    return phi - 0.5 * damping * dot(p, p)
+
+
+def reduction_ratio(f_old, f_new, q_reduction):
+    """ρ of eq. (25), Martens' sign convention; −∞ when the loss went up, NaN stays NaN."""
+    f_old, f_new, q_reduction = (tf.convert_to_tensor(t) for t in (f_old, f_new, q_reduction))
+    dtype = q_reduction.dtype
+    f_old, f_new = tf.cast(f_old, dtype), tf.cast(f_new, dtype)
+    rho = (f_new - f_old) / q_reduction
+    went_up = f_new > f_old
+    return tf.where(went_up, tf.constant(-math.inf, dtype), rho)
+
+
+def lm_update(damping, rho, r=1.5, lower=0.25, upper=0.75):
+    """The LM rule (26): λ·r if ρ < lower (or NaN), λ/r if ρ > upper, else λ.
+
+    Works on Python floats and on tensors (then it stays in the graph).
+    """
+    if isinstance(r, (int, float)) and not r > 1:
+        raise ValueError(f"r: expected a factor r > 1, got {r}")
+    if not (isinstance(damping, (int, float)) and isinstance(rho, (int, float))):
+        rho = tf.convert_to_tensor(rho)
+        damping = tf.cast(damping, rho.dtype)
+        shrink = rho > upper
+        grow = ~(rho >= lower)               # true for ρ < lower and for NaN
+        return tf.where(grow, damping * r, tf.where(shrink, damping / r, damping))
+    if not damping > 0:
+        raise ValueError(f"damping: expected λ > 0, got {damping}")
+    if math.isnan(rho) or rho < lower:
+        return damping * r
+    if rho > upper:
+        return damping / r
+    return damping
+
+
+def clamp(damping, lo, hi):
+    """Keep λ inside [lo, hi]."""
+    return tf.clip_by_value(damping, lo, hi)
+
+
+def trace(rhos, damping0=1.0, r=1.5):
+    """The λ sequence the rule produces from a sequence of ρ values (for plots and widgets)."""
+    lam = [float(damping0)]
+    for rho in rhos:
+        lam.append(lm_update(lam[-1], float(rho), r))
+    return lam
