@@ -12,3 +12,5 @@ from .curvature import (DampedGGN, dense_ggn, dense_hessian, dense_jacobian, ggn
 from .vectors import flatten, unflatten
 
 __version__ = "0.1.0"
+from .optimizer import HessianFree, HFConfig
+from .training import Callback, FirstOrder, History
