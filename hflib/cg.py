@@ -155,8 +155,10 @@ def _pcg_loop(matvec, b, x0, precond, min_iters, max_iters, tol, window):
         phi_back = s["phis"].read(tf.maximum(i - k, 0))
         progress = (i >= min_iters) & (i > k) & progress_stop(phi, phi_back, tf.cast(k, dtype), tol)
         converged = ~(rz > converged_rz)
-        reason = tf.case([(bad_curvature, lambda: 2), (progress, lambda: 1), (converged, lambda: 3),
-                          (i >= max_iters, lambda: 0)], default=lambda: -1)
+        # (a tensor also when run eagerly with compile=False: tf.case then returns the Python int)
+        reason = tf.convert_to_tensor(
+            tf.case([(bad_curvature, lambda: 2), (progress, lambda: 1), (converged, lambda: 3),
+                     (i >= max_iters, lambda: 0)], default=lambda: -1), tf.int32)
         # on non-positive curvature the iterate is not moved: keep the previous one
         keep = lambda new, old: tf.nest.map_structure(lambda a, o: tf.where(bad_curvature, o, a), new, old)
         x = keep(x, s["x"])

@@ -50,6 +50,11 @@ def check_inputs(x, name="x"):
     return x
 
 
+def _check_labels(model, loss, x, y, variables):
+    """Validate `y` eagerly (shape and range); inside the compiled products only shapes are checked."""
+    loss.targets(y, tf.zeros([x.shape[0], model.output_shape[-1]], variables[0].dtype))
+
+
 def _batch_size(z):
     return tf.cast(tf.shape(z)[0], z.dtype)
 
@@ -59,7 +64,7 @@ def gradient(model, loss, x, y):
     """∇f(θ) on the batch (eq. 9, averaged as in eq. 5), as a list shaped like the variables."""
     loss = _losses.get(loss)
     x = check_inputs(x)
-    trainable_variables(model)
+    _check_labels(model, loss, x, y, trainable_variables(model))
     return _gradient(model, loss, x, y)
 
 
@@ -84,7 +89,7 @@ def ggn_vector_product(model, loss, x, y, v, order="eq34"):
     x = check_inputs(x)
     variables = trainable_variables(model)
     v = check_like(v, variables)
-    loss.targets(y, tf.zeros([x.shape[0], model.output_shape[-1]], variables[0].dtype))
+    _check_labels(model, loss, x, y, variables)
     return _ggn_vector_product(model, loss, x, v, order)
 
 
@@ -109,6 +114,7 @@ def hessian_vector_product(model, loss, x, y, v):
     x = check_inputs(x)
     variables = trainable_variables(model)
     v = check_like(v, variables)
+    _check_labels(model, loss, x, y, variables)
     return _hessian_vector_product(model, loss, x, y, v)
 
 
@@ -225,6 +231,8 @@ class DampedGGN(tf.linalg.LinearOperator):
     def __init__(self, model, loss, x, y, damping, order="eq34", name="DampedGGN"):
         if not damping > 0:
             raise ValueError(f"damping: expected λ > 0, got {damping}")
+        if order not in ORDERS:
+            raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
         self.model, self.loss, self.order = model, _losses.get(loss), order
         self.x, self.y = check_inputs(x), y
         self.damping = float(damping)

@@ -496,3 +496,16 @@ def _float_dtype(dtype):
     if not np.issubdtype(dt, np.floating):
         raise ValueError(f"dtype must be a floating dtype, got {dt}")
     return dt
+
+
+def make_teacher_data(n=1000, dim=20, classes=10, hidden=30, seed=0, dtype="float64"):
+    """A synthetic classification task: x ~ N(0, I), labels sampled from a random tanh teacher
+    network's softmax (Gumbel-max). Small, always available, and its GGN has full rank."""
+    from .models import mlp
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)).astype(dtype)
+    teacher = mlp((dim, hidden, classes), activation="tanh", seed=seed + 1, dtype=dtype)
+    logits = np.asarray(teacher(x))
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1).astype(np.int64)
+    return x, y

@@ -174,6 +174,7 @@ class SigmoidCrossEntropy(MatchingLoss):
 
 
 _LOSSES = {cls.name: cls for cls in (SoftmaxCrossEntropy, SquaredError, SigmoidCrossEntropy)}
+_INSTANCES: dict[str, MatchingLoss] = {}
 
 
 def names() -> list[str]:
@@ -189,7 +190,11 @@ def get(name) -> MatchingLoss:
         raise TypeError(f"loss: expected a name out of {names()} or a MatchingLoss, got {type(name).__name__}")
     if name not in _LOSSES:
         raise ValueError(f"loss: unknown loss {name!r}; known losses are {names()}")
-    return _LOSSES[name]()
+    # One shared (stateless) instance per name: the compiled products take the loss as a
+    # tf.function argument, and a fresh instance per call would retrace them every call.
+    if name not in _INSTANCES:
+        _INSTANCES[name] = _LOSSES[name]()
+    return _INSTANCES[name]
 
 
 def _check_batch(y, z):

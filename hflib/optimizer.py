@@ -124,6 +124,8 @@ class HessianFree(Trainer):
         dtype = variables[0].dtype
         self.damping = tf.Variable(self.config.damping, dtype=dtype, trainable=False, name="damping")
         self.previous = [tf.Variable(tf.zeros_like(v), trainable=False, name="previous_cg") for v in variables]
+        # r lives in a variable so it can be changed (e.g. by a slider) without recompiling
+        self.lm_factor = tf.Variable(self.config.r, dtype=dtype, trainable=False, name="lm_factor")
         self._compiled = tf.function(self._hf_update, reduce_retracing=True)
 
     # ------------------------------------------------------------------ Algorithm 1, one batch
@@ -169,8 +171,8 @@ class HessianFree(Trainer):
         rho = _damping.reduction_ratio(f_old, f_new, q)
         finite = (tf.math.is_finite(f_grad) & all_finite(grad) & all_finite(res.x)
                   & tf.math.is_finite(res.reduction))
-        new_lam = _damping.lm_update(lam, rho, cfg.r)
-        new_lam = tf.where(finite, new_lam, lam * cfg.r)
+        r = self.lm_factor.read_value()
+        new_lam = tf.where(finite, _damping.lm_update(lam, rho, r), lam * r)
         self.damping.assign(_damping.clamp(new_lam, cfg.damping_min, cfg.damping_max))
         # 8. parameter update; the warm start keeps CG's last iterate (not the backtracked one)
         rate = tf.where(finite, rate, tf.zeros_like(rate))
@@ -242,9 +244,16 @@ class HessianFree(Trainer):
         accept = ok(t, f_t) & tf.math.is_finite(f_t)
         return tf.where(accept, t, tf.zeros_like(t)), tf.where(accept, f_t, f_old)
 
-    def reset(self):
-        """Forget the warm start and restore λ₀ (e.g. after changing data)."""
-        self.damping.assign(self.config.damping)
+    def reset(self, damping=None, r=None):
+        """Forget the warm start and set λ (default λ₀) and r (default config.r); no recompilation."""
+        damping = self.config.damping if damping is None else damping
+        r = self.config.r if r is None else r
+        if not damping > 0:
+            raise ValueError(f"damping: expected λ > 0, got {damping}")
+        if not r > 1:
+            raise ValueError(f"r: expected a factor r > 1, got {r}")
+        self.damping.assign(damping)
+        self.lm_factor.assign(r)
         for prev in self.previous:
             prev.assign(tf.zeros_like(prev))
 
