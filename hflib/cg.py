@@ -143,7 +143,9 @@ def _pcg_loop(matvec, b, x0, precond, min_iters, max_iters, tol, window):
         i = s["i"] + 1
         z = matvec(s["d"])
         dad = dot(s["d"], z)
-        bad_curvature = ~(dad > 0)
+        # NaN counts as non-positive. Spelled with is_nan because Grappler rewrites ~(a > b) into
+        # a <= b inside tf.function, which is False for NaN.
+        bad_curvature = ~(dad > 0) | tf.math.is_nan(dad)
         alpha = tf.where(bad_curvature, tf.zeros_like(dad), s["rz"] / tf.where(bad_curvature, tf.ones_like(dad), dad))
         x = axpy(alpha, s["d"], s["x"])
         r = axpy(-alpha, z, s["r"])
@@ -154,7 +156,7 @@ def _pcg_loop(matvec, b, x0, precond, min_iters, max_iters, tol, window):
         k = window_size(i, window, min_iters)
         phi_back = s["phis"].read(tf.maximum(i - k, 0))
         progress = (i >= min_iters) & (i > k) & progress_stop(phi, phi_back, tf.cast(k, dtype), tol)
-        converged = ~(rz > converged_rz)
+        converged = ~(rz > converged_rz) | tf.math.is_nan(rz)
         # (a tensor also when run eagerly with compile=False: tf.case then returns the Python int)
         reason = tf.convert_to_tensor(
             tf.case([(bad_curvature, lambda: 2), (progress, lambda: 1), (converged, lambda: 3),

@@ -54,10 +54,14 @@ def lm_update(damping, rho, r=1.5, lower=0.25, upper=0.75):
     if isinstance(r, (int, float)) and not r > 1:
         raise ValueError(f"r: expected a factor r > 1, got {r}")
     if not (isinstance(damping, (int, float)) and isinstance(rho, (int, float))):
-        rho = tf.convert_to_tensor(rho)
-        damping = tf.cast(damping, rho.dtype)
+        # a common dtype from whichever is a tensor; Python numbers go through tf.constant
+        # (tf.cast(0.1, tf.float64) would round to float32 first)
+        dtype = (rho if tf.is_tensor(rho) else tf.convert_to_tensor(damping)).dtype
+        rho, damping = (tf.cast(t, dtype) if tf.is_tensor(t) else tf.constant(t, dtype) for t in (rho, damping))
         shrink = rho > upper
-        grow = ~(rho >= lower)               # true for ρ < lower and for NaN
+        # true for ρ < lower and for NaN (not ~(ρ >= lower): inside tf.function Grappler rewrites
+        # that into ρ < lower, which is False for NaN)
+        grow = (rho < lower) | tf.math.is_nan(rho)
         return tf.where(grow, damping * r, tf.where(shrink, damping / r, damping))
     if not damping > 0:
         raise ValueError(f"damping: expected λ > 0, got {damping}")

@@ -40,7 +40,7 @@ def time_to(history, key, target, below=True, axis="time"):
 
 
 # ------------------------------------------------------------------ §V.A: noisy sine
-def sine(epochs=None, hf_batch=1000, sgd_batch=100, learning_rates=(0.01, 0.03, 0.1, 0.3), damping=1.0, r=1.01,
+def sine(epochs=None, hf_batch=1000, sgd_batch=100, learning_rates=(0.01, 0.03, 0.1, 0.3), damping=0.01, r=1.01,
          seed=0, quick=None, progress=False, **hf_options):
     """HF (batch 1000) vs SGD (batch 100, best rate of a small grid) on the 1-15-15-1 ReLU net.
 
@@ -55,7 +55,8 @@ def sine(epochs=None, hf_batch=1000, sgd_batch=100, learning_rates=(0.01, 0.03, 
     model = models.sine_mlp(seed=seed)
     hf = HessianFree(model, "squared_error", damping=damping, r=r, seed=seed, **hf_options)
     hf.fit((x, y), epochs=epochs, batch_size=hf_batch, validation_data=(x, y), progress=progress)
-    runs = {"hf": Run("HF", hf.history, model, hf, dict(batch_size=hf_batch, damping=damping, r=r, **hf_options))}
+    runs = {"hf": Run("HF", hf.history, model, hf, dict(batch_size=hf_batch, damping=damping, r=r, seed=seed,
+                                                                      **hf_options))}
     grid, best = {}, None
     for rate in learning_rates:
         m = models.sine_mlp(seed=seed)
@@ -81,3 +82,89 @@ def sine_summary(runs):
                      "final_loss": float(h["val_loss"][~np.isnan(h["val_loss"])][-1]),
                      "train_seconds": float(h["time"][-1])}
     return out
+
+
+# ------------------------------------------------------------------ §V.B: MNIST
+def mnist_data(quick=None, path=None, flatten=True, n_train=2000, n_test=1000, seed=0):
+    """MNIST as ((x_train, y_train), (x_test, y_test)); quick mode keeps stratified subsets
+    of `n_train` training and `n_test` test images."""
+    (x, y), (xt, yt) = data.load_mnist(path, flatten=flatten)
+    if is_quick(quick):
+        x, y = data.subset(x, y, n_train, seed=seed)
+        xt, yt = data.subset(xt, yt, n_test, seed=seed)
+    return (x, y), (xt, yt)
+
+
+def mnist_run(optimizer="hf", batch_size=1000, seconds=None, epochs=None, quick=None, eval_every=None,
+              model="mlp", seed=0, mnist=None, label=None, progress=False, learning_rate=None, **hf_options):
+    """Train one model on MNIST with HF, SGD or Adam and record test error against training time.
+
+    `seconds` bounds the training time (evaluation excluded); `epochs` the passes. The test
+    set is evaluated every `eval_every` updates (default: ten times per epoch).
+    `mnist` may pass preloaded data as returned by `mnist_data`.
+    """
+    quick = is_quick(quick)
+    (x, y), (xt, yt) = mnist if mnist is not None else mnist_data(quick, flatten=model == "mlp")
+    batch_size = min(batch_size, len(x))
+    per_epoch = len(x) // batch_size
+    eval_every = eval_every or max(1, per_epoch // 10)
+    epochs = epochs or (1 if quick else 1000)
+    net = models.mnist_mlp(seed=seed) if model == "mlp" else models.mnist_cnn(seed=seed)
+    loss = "softmax_cross_entropy"
+    if optimizer == "hf":
+        hf_options = {"damping": 1.0, **hf_options}
+        trainer = HessianFree(net, loss, seed=seed, **hf_options)
+        settings = dict(batch_size=batch_size, **hf_options)
+    elif optimizer in ("sgd", "adam"):
+        learning_rate = learning_rate or {"sgd": 0.1, "adam": 1e-3}[optimizer]
+        trainer = FirstOrder(net, loss, optimizer, learning_rate=learning_rate, seed=seed)
+        settings = dict(batch_size=batch_size, learning_rate=learning_rate)
+    else:
+        raise ValueError(f"optimizer: expected 'hf', 'sgd' or 'adam', got {optimizer!r}")
+    trainer.fit((x, y), epochs=epochs, batch_size=batch_size, validation_data=(xt, yt),
+                validation_every=eval_every, max_seconds=seconds, progress=progress)
+    label = label or (f"HF (batch {batch_size})" if optimizer == "hf" else
+                      f"{optimizer.upper() if optimizer == 'sgd' else 'Adam'} (η={settings['learning_rate']}, batch {batch_size})")
+    return Run(label, trainer.history, net, trainer, settings)
+
+
+def mnist_compare(hf_batch_sizes=(75, 250, 1000), seconds=None, quick=None, seed=0, progress=False, mnist=None,
+                  hf_options=None):
+    """The report's Fig. 3: test error against training time for HF at several batch sizes,
+    SGD (η = 0.1, batch 100) and Adam (1e-3, batch 128), all under the same time budget."""
+    quick = is_quick(quick)
+    mnist = mnist if mnist is not None else mnist_data(quick)
+    seconds = seconds or (20 if quick else 1200)
+    runs = {}
+    for batch in hf_batch_sizes:
+        options = {"r": 1.01 if batch < 150 else 1.5, **(hf_options or {})}
+        runs[f"hf{batch}"] = mnist_run("hf", batch, seconds, quick=quick, seed=seed, mnist=mnist,
+                                       progress=progress, **options)
+    runs["sgd"] = mnist_run("sgd", 100, seconds, quick=quick, seed=seed, mnist=mnist, progress=progress)
+    runs["adam"] = mnist_run("adam", 128, seconds, quick=quick, seed=seed, mnist=mnist, progress=progress)
+    return runs
+
+
+def damping_trace(batch_size=75, rs=(1.5, 1.01), updates=None, quick=None, seed=0, progress=False, mnist=None):
+    """The report's Fig. 1: the λ trace of HF at a small batch for several factors r."""
+    quick = is_quick(quick)
+    mnist = mnist if mnist is not None else mnist_data(quick)
+    updates = updates or (30 if quick else 800)
+    runs = {}
+    for r in rs:
+        run = mnist_run("hf", batch_size, quick=quick, seed=seed, mnist=mnist, progress=progress, r=r,
+                        label=f"r = {r}", epochs=-(-updates * batch_size // len(mnist[0][0])),
+                        eval_every=10 ** 9)
+        run.history.records = run.history.records[:updates]
+        runs[f"r={r}"] = run
+    return runs
+
+
+def pcg_vs_cg(batch_size=100, seconds=None, quick=None, seed=0, progress=False, mnist=None):
+    """The report's Fig. 4: HF with Martens' preconditioner against plain CG."""
+    quick = is_quick(quick)
+    mnist = mnist if mnist is not None else mnist_data(quick)
+    seconds = seconds or (15 if quick else 600)
+    return {name: mnist_run("hf", batch_size, seconds, quick=quick, seed=seed, mnist=mnist, progress=progress,
+                            preconditioner=pre, label=label)
+            for name, pre, label in (("pcg", "martens", "PCG (Martens)"), ("cg", "none", "CG"))}

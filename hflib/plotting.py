@@ -31,7 +31,8 @@ def plot_histories(histories, x="epoch", y="val_loss", ax=None, logy=True, title
         ax.set_yscale("log")
     if title:
         ax.set_title(title)
-    ax.legend()
+    if any(histories):
+        ax.legend()
     return ax
 
 
@@ -53,3 +54,36 @@ def plot_sine_fit(x, y, models, ax=None, title="fit to noisy sine data"):
     ax.set_title(title)
     ax.legend()
     return ax
+
+
+def plot_run_summary(history, title=None):
+    """Loss against time, test error (when recorded) and, for HF, λ and CG iterations."""
+    panels = [("time", "loss")]
+    if "val_error" in history.keys():
+        panels.append(("time", "val_error"))
+    elif "val_loss" in history.keys():
+        panels.append(("epoch", "val_loss"))
+    if "damping" in history.keys():
+        panels += [("update", "damping"), ("update", "cg_iters")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (x, y) in zip(axes[0], panels):
+        plot_histories({"": history}, x=x, y=y, ax=ax, logy=y not in ("cg_iters",))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sine_comparison(runs):
+    """The report's Fig. 2 for `experiments.sine` runs: fits, loss vs epochs, loss vs time."""
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
+    from .data import make_sine_data
+
+    x, y = make_sine_data(seed=runs["hf"].settings.get("seed", 0))
+    plot_sine_fit(x, y, {runs[k].label: runs[k].model for k in ("hf", "sgd")}, ax=axes[0])
+    pair = {runs[k].label: runs[k].history for k in ("hf", "sgd")}
+    plot_histories(pair, x="epoch", y="val_loss", ax=axes[1], title="training loss vs epochs")
+    plot_histories(pair, x="time", y="val_loss", ax=axes[2], title="training loss vs time")
+    fig.tight_layout()
+    return fig
+

@@ -17,6 +17,7 @@ and differ in the curvature diagonal D:
 """
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from . import losses as _losses
@@ -30,16 +31,73 @@ def damped_power(diagonal, damping, alpha=ALPHA):
     """M = (D + λ)^α elementwise."""
     if isinstance(damping, (int, float)) and not damping > 0:
         raise ValueError(f"damping: expected λ > 0, got {damping}")
-    return [tf.pow(dd + tf.cast(damping, dd.dtype), alpha) for dd in diagonal]
+    # tf.cast(python_float, float64) would round λ to float32 first; tf.constant keeps it exact
+    def lam(dtype):
+        return tf.cast(damping, dtype) if tf.is_tensor(damping) else tf.constant(damping, dtype)
+    return [tf.pow(dd + lam(dd.dtype), alpha) for dd in diagonal]
 
 
 # ------------------------------------------------------------------ curvature diagonals
 def empirical_fisher_diagonal(model, loss, x, y, chunk_size=125):
-    """(1/N) Σ_i g_i ⊙ g_i from per-example gradients, vectorised (pfor) over chunks of examples."""
+    """(1/N) Σ_i g_i ⊙ g_i from per-example gradients g_i, never a Python loop over examples.
+
+    For stacks of Dense layers the per-example gradient of a kernel is the outer
+    product a_i δ_iᵀ of the layer input and the back-propagated error, so
+    Σ_i g_i² = (a²)ᵀ(δ²): one matrix product per layer. Other models fall back
+    to vectorised (pfor) per-example Jacobians over chunks of `chunk_size` examples.
+    """
     loss = _losses.get(loss)
     x = check_inputs(x)
     y = tf.convert_to_tensor(y)
-    variables = trainable_variables(model)
+    trainable_variables(model)
+    if _is_dense_stack(model):
+        return _fisher_diagonal_dense(model, loss, x, y)
+    return _fisher_diagonal_pfor(model, loss, x, y, chunk_size)
+
+
+def _is_dense_stack(model):
+    """A Sequential model whose only trainable layers are Dense layers acting on vectors."""
+    if not isinstance(model, keras.Sequential):
+        return False
+    for layer in model.layers:
+        if layer.trainable_weights and not isinstance(layer, keras.layers.Dense):
+            return False
+        if isinstance(layer, keras.layers.Dense) and len(layer.input.shape) != 2:
+            return False
+    return True
+
+
+def _fisher_diagonal_dense(model, loss, x, y):
+    inputs, errors, dense = [], [], []
+    with tf.GradientTape() as tape:
+        a = x
+        for layer in model.layers:
+            if not isinstance(layer, keras.layers.Dense):
+                a = layer(a)
+                continue
+            pre = tf.matmul(tf.cast(a, layer.kernel.dtype), layer.kernel)
+            if layer.use_bias:
+                pre = pre + layer.bias
+            probe = tf.zeros_like(pre)       # ∂ℓ_i/∂probe = δ_i, row by row
+            tape.watch(probe)
+            inputs.append(a)
+            errors.append(probe)
+            dense.append(layer)
+            a = layer.activation(pre + probe)
+        total = tf.reduce_sum(loss.per_example(a, loss.targets(y, a)))
+    deltas = tape.gradient(total, errors)
+    n = tf.cast(tf.shape(x)[0], deltas[0].dtype)
+    by_variable = {}
+    for layer, a, delta in zip(dense, inputs, deltas):
+        d2 = tf.square(delta)
+        by_variable[id(layer.kernel)] = tf.matmul(tf.square(a), d2, transpose_a=True) / n
+        if layer.use_bias:
+            by_variable[id(layer.bias)] = tf.reduce_sum(d2, axis=0) / n
+    return [by_variable[id(v)] for v in model.trainable_variables]
+
+
+def _fisher_diagonal_pfor(model, loss, x, y, chunk_size):
+    variables = model.trainable_variables
     n = x.shape[0]
     total = [tf.zeros_like(v) for v in variables]
     for start in range(0, n, chunk_size):

@@ -72,6 +72,8 @@ class History:
 
 
 def _as_float(v):
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]                    # a 0-d array (e.g. np.asarray of a bool tensor) → its scalar
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
     if isinstance(v, (str,)):
@@ -146,9 +148,19 @@ class Trainer(tf.Module):
         return self._compiled
 
     def trace(self, x, y):
-        """Compile the update for this batch shape without running it, so that `fit`'s
-        clock measures training, not tracing (the same rule for every optimizer)."""
-        self._compiled_update().get_concrete_function(check_inputs(x), tf.convert_to_tensor(y))
+        """Compile and warm up the update for this batch shape, then restore every variable,
+        so that `fit`'s clock measures training, not tracing and graph optimisation (the
+        same rule for every optimizer). Leaves the state exactly as it was."""
+        state = self._state_variables()
+        saved = [tf.identity(v) for v in state]
+        self._update(check_inputs(x), tf.convert_to_tensor(y))
+        for v, value in zip(state, saved):
+            v.assign(value)
+
+    def _state_variables(self):
+        """Everything an update may change: the model's variables and the trainer's own."""
+        return list(self.model.variables) + list(self.variables) + list(
+            getattr(getattr(self, "optimizer", None), "variables", []))
 
     def tracing_count(self):
         """How often the compiled update was traced (stays 1 when nothing retraces)."""
@@ -291,10 +303,15 @@ class Trainer(tf.Module):
         return tf.train.CheckpointManager(self.checkpoint(), os.fspath(directory), max_to_keep=3)
 
     def save(self, manager):
-        """Write a checkpoint and the History beside it. TF updates its index file only after the
-        checkpoint files are complete, so a crash mid-write leaves the last good checkpoint in place."""
-        path = manager.save(checkpoint_number=int(self.iterations.numpy()))
-        self.history.to_json(path + ".history.json")
+        """Write the History (atomically), then the checkpoint beside it. TF updates its index file
+        only after the checkpoint files are complete, and the History is on disk before that, so a
+        crash at any point leaves the last good checkpoint, with its History, as the latest."""
+        number = int(self.iterations.numpy())
+        prefix = getattr(manager, "_prefix", os.path.join(manager.directory, "ckpt"))
+        self.history.to_json(f"{prefix}-{number}.history.json")
+        path = manager.save(checkpoint_number=number)
+        if not os.path.exists(path + ".history.json"):      # a manager with another naming scheme
+            self.history.to_json(path + ".history.json")
         return path
 
     def restore(self, manager):

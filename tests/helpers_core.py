@@ -185,19 +185,30 @@ def output_hessians(loss, z):
 
 
 # ------------------------------------------------------------------ cached problems
+@functools.lru_cache(maxsize=None)
+def net_and_batch(net):
+    """One model and input batch per net kind, shared by all loss cases (and test modules)."""
+    return build_net(net), inputs(net)
+
+
+@functools.lru_cache(maxsize=None)
+def net_jacobian(net):
+    model, x = net_and_batch(net)
+    return independent_jacobian(model, x)
+
+
 class Problem:
     """One (net, loss case): model, batch and lazily computed dense matrices."""
 
     def __init__(self, net, case):
         self.net, self.case, self.loss = net, case, LOSS_CASES[case]
-        self.model = build_net(net)
-        self.x = inputs(net)
+        self.model, self.x = net_and_batch(net)
         self.y = labels(case, self.x.shape[0])
         self.d = n_params(self.model)
 
-    @functools.cached_property
+    @property
     def jacobian(self):
-        return independent_jacobian(self.model, self.x)
+        return net_jacobian(self.net)
 
     @functools.cached_property
     def G_independent(self):

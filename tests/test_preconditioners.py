@@ -1,0 +1,164 @@
+"""Diagonal preconditioners: Martens' empirical-Fisher diagonal, the report's variant, Chapelle–Erhan.
+
+The empirical Fisher is built explicitly from per-example gradients in a Python
+loop; the Chapelle–Erhan estimator is checked against the exact diag(G) with a
+tolerance taken from its own sampling variance.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import hflib  # noqa: E402
+from hflib import losses, preconditioners as pc  # noqa: E402
+from helpers_core import F64, inputs, labels, problem, rel_err  # noqa: E402
+
+
+def _explicit_fisher(model, loss, x, y):
+    """F = (1/N) Σ_i g_i g_iᵀ from per-example gradients, one example at a time."""
+    loss = losses.get(loss)
+    grads = []
+    for i in range(x.shape[0]):
+        with tf.GradientTape() as tape:
+            z = model(tf.constant(x[i:i + 1]))
+            value = loss.per_example(z, loss.targets(y[i:i + 1], z))[0]
+        grads.append(hflib.flatten(tape.gradient(value, model.trainable_variables)).numpy())
+    g = np.stack(grads)
+    return g.T @ g / len(g), g.mean(axis=0)
+
+
+def _no_bias_mlp():
+    keras.utils.set_random_seed(5)
+    return keras.Sequential([keras.Input((3,), dtype=F64),
+                             keras.layers.Dense(5, activation="tanh", use_bias=False, dtype=F64),
+                             keras.layers.Dropout(0.5, dtype=F64),          # no weights, identity at inference
+                             keras.layers.Dense(4, activation="relu", dtype=F64),
+                             keras.layers.Dense(3, use_bias=False, dtype=F64)])
+
+
+FISHER_CASES = [("tanh", "softmax_int"), ("tanh", "sigmoid_ce"), ("relu", "squared_error"),
+                ("sigmoid", "softmax_onehot"), ("conv", "softmax_int"), ("conv", "squared_error")]
+
+
+@pytest.mark.parametrize("net,case", FISHER_CASES)
+def test_empirical_fisher_diagonal_matches_explicit_fisher(net, case):
+    p = problem(net, case)
+    fisher, _ = _explicit_fisher(p.model, p.loss, p.x, p.y)
+    diag = hflib.flatten(pc.empirical_fisher_diagonal(p.model, p.loss, p.x, p.y)).numpy()
+    assert rel_err(diag, np.diag(fisher)) <= 1e-10
+    assert np.abs(fisher - np.diag(np.diag(fisher))).max() > 1e-4   # F itself is not diagonal
+    # chunking over examples does not change the result
+    chunked = hflib.flatten(pc.empirical_fisher_diagonal(p.model, p.loss, p.x, p.y, chunk_size=3)).numpy()
+    assert rel_err(chunked, diag) <= 1e-12
+
+
+def test_empirical_fisher_diagonal_layers_without_bias():
+    model = _no_bias_mlp()
+    x, y = inputs("tanh", n=9, seed=3), labels("softmax_int", 9, seed=4)
+    fisher, _ = _explicit_fisher(model, "softmax_cross_entropy", x, y)
+    diag = pc.empirical_fisher_diagonal(model, "softmax_cross_entropy", x, y)
+    assert [tuple(d.shape) for d in diag] == [tuple(v.shape) for v in model.trainable_variables]
+    assert rel_err(hflib.flatten(diag).numpy(), np.diag(fisher)) <= 1e-10
+
+
+def test_damped_power_formula():
+    rng = np.random.default_rng(0)
+    diag = [tf.constant(rng.uniform(0, 3, size=(3, 4))), tf.constant(rng.uniform(0, 3, size=(4,)))]
+    for lam, alpha in ((0.1, 0.75), (2.0, 0.75), (0.5, 1.0), (0.5, 0.5)):
+        out = pc.damped_power(diag, lam, alpha) if alpha != 0.75 else pc.damped_power(diag, lam)
+        for o, d in zip(out, diag):
+            np.testing.assert_allclose(o.numpy(), (d.numpy() + lam) ** alpha, rtol=1e-14)
+    assert pc.ALPHA == 0.75
+
+
+def test_martens_preconditioner():
+    p = problem("tanh", "softmax_int")
+    fisher, _ = _explicit_fisher(p.model, p.loss, p.x, p.y)
+    m = hflib.flatten(pc.martens(p.model, p.loss, p.x, p.y, damping=0.3)).numpy()
+    np.testing.assert_allclose(m, (np.diag(fisher) + 0.3) ** 0.75, rtol=1e-10)
+
+
+def test_report_variant_is_squared_mean_gradient_not_fisher():
+    p = problem("tanh", "softmax_int")
+    fisher, g_mean = _explicit_fisher(p.model, p.loss, p.x, p.y)
+    grad = hflib.gradient(p.model, p.loss, p.x, p.y)
+    np.testing.assert_allclose(hflib.flatten(grad).numpy(), g_mean, rtol=1e-10, atol=1e-14)
+    sq = hflib.flatten(pc.batch_gradient_squared(grad)).numpy()
+    np.testing.assert_allclose(sq, g_mean ** 2, rtol=1e-10, atol=1e-16)
+    np.testing.assert_allclose(hflib.flatten(pc.report(grad, 0.3)).numpy(), (g_mean ** 2 + 0.3) ** 0.75,
+                               rtol=1e-10)
+    # Jensen: (1/N)Σ g_i² ≥ ḡ², the gap is the per-example variance, far from zero here
+    fd = np.diag(fisher)
+    assert np.all(fd >= sq - 1e-15)
+    assert np.max(fd - sq) > 0.5 * np.max(fd)
+
+
+# ------------------------------------------------------------------ Chapelle–Erhan
+def test_rademacher_entries():
+    v = pc.rademacher([2000, 3], tf.constant([1, 2]), tf.float64).numpy()
+    assert set(np.unique(v)) == {-1.0, 1.0}
+    assert abs(v.mean()) < 0.1
+    np.testing.assert_array_equal(v, pc.rademacher([2000, 3], tf.constant([1, 2]), tf.float64).numpy())
+    assert not np.array_equal(v, pc.rademacher([2000, 3], tf.constant([1, 3]), tf.float64).numpy())
+
+
+@pytest.mark.parametrize("case", ["softmax_int", "sigmoid_ce"])
+def test_single_draw_is_squared_jt_s_v(case):
+    """One draw equals (Σ_i J_iᵀ S_i v_i)² / B with S assembled from unit vectors and v from `rademacher`."""
+    p = problem("tanh", case)
+    loss = losses.get(p.loss)
+    jac, z = p.jacobian
+    b, m, _ = jac.shape
+    seed = tf.constant([3, 4])
+    v = pc.rademacher([b, m], seed, tf.float64).numpy()
+    s = np.stack([loss.sqrt_hessian_product(tf.constant(z), tf.constant(np.tile(np.eye(m)[j], (b, 1)))).numpy()
+                  for j in range(m)], axis=-1)
+    jtsv = np.einsum("bmi,bmn,bn->i", jac, s, v)
+    est = hflib.flatten(pc.ggn_diagonal_estimate(p.model, p.loss, p.x, samples=1, seed=seed)).numpy()
+    np.testing.assert_allclose(est, jtsv ** 2 / b, rtol=1e-10, atol=1e-15)
+
+
+def _per_sample_estimates(model, loss, x, n, offset=0):
+    seeds = tf.stack([tf.range(offset, offset + n), tf.fill([n], 7919)], axis=1)
+
+    @tf.function
+    def draws(seeds):
+        return tf.map_fn(lambda s: hflib.flatten(pc.ggn_diagonal_estimate(model, loss, x, samples=1, seed=s)),
+                         seeds, fn_output_signature=tf.float64)
+
+    return draws(seeds).numpy()
+
+
+@pytest.mark.parametrize("net,case", [("tanh", "softmax_int"), ("tanh", "squared_error"),
+                                      ("sigmoid", "sigmoid_ce"), ("conv", "softmax_onehot")])
+def test_chapelle_erhan_converges_to_exact_ggn_diagonal(net, case):
+    """4000 independent draws: the mean is within 5 standard errors of diag(G) in every coordinate."""
+    p = problem(net, case)
+    exact = np.diag(p.G)
+    draws = _per_sample_estimates(p.model, p.loss, tf.constant(p.x), 4000)
+    mean = draws.mean(axis=0)
+    se = draws.std(axis=0, ddof=1) / np.sqrt(len(draws))
+    assert np.median(se / np.maximum(exact, 1e-300)) > 1e-3       # a genuinely random estimator
+    tiny = 1e-12 * exact.max()
+    assert np.all(np.abs(mean - exact) <= 5 * se + tiny), np.max(np.abs(mean - exact) / (se + tiny))
+    # with only a few draws the error is clearly larger (1/√n: √1000 ≈ 32 times larger on average)
+    few = draws[:4].mean(axis=0)
+    assert np.mean(np.abs(few - exact)) > 5 * np.mean(np.abs(mean - exact))
+    # the samples argument averages draws inside one call: also unbiased, error ~ se·√(4000/200)
+    avg = hflib.flatten(pc.ggn_diagonal_estimate(p.model, p.loss, p.x, samples=200, seed=(11, 13))).numpy()
+    assert np.all(np.abs(avg - exact) <= 5 * se * np.sqrt(4000 / 200) + tiny)
+
+
+def test_chapelle_erhan_preconditioner_and_y_unused():
+    p = problem("tanh", "sigmoid_ce")
+    est = pc.ggn_diagonal_estimate(p.model, p.loss, p.x, p.y, samples=3, seed=(1, 2))
+    est_no_y = pc.ggn_diagonal_estimate(p.model, p.loss, p.x, samples=3, seed=(1, 2))
+    np.testing.assert_array_equal(hflib.flatten(est).numpy(), hflib.flatten(est_no_y).numpy())
+    m = pc.chapelle_erhan(p.model, p.loss, p.x, p.y, damping=0.2, samples=3, seed=(1, 2))
+    np.testing.assert_allclose(hflib.flatten(m).numpy(), (hflib.flatten(est).numpy() + 0.2) ** 0.75, rtol=1e-12)
+    other = pc.ggn_diagonal_estimate(p.model, p.loss, p.x, samples=3, seed=(5, 2))
+    assert not np.allclose(hflib.flatten(other).numpy(), hflib.flatten(est).numpy())
