@@ -168,3 +168,35 @@ def pcg_vs_cg(batch_size=100, seconds=None, quick=None, seed=0, progress=False, 
     return {name: mnist_run("hf", batch_size, seconds, quick=quick, seed=seed, mnist=mnist, progress=progress,
                             preconditioner=pre, label=label)
             for name, pre, label in (("pcg", "martens", "PCG (Martens)"), ("cg", "none", "CG"))}
+
+
+def autoencoder(optimizers=("hf", "adam"), sizes=None, seconds=None, quick=None, batch_size=None, seed=0,
+                progress=False, mnist=None, hf_options=None):
+    """Martens' (2010) deep autoencoder on MNIST without pretraining: HF against Adam.
+
+    The net is 784-1000-500-250-30 and its mirror (logistic units, linear code), trained with
+    the sigmoid cross-entropy matching loss on the pixel intensities, from Martens' sparse
+    initialisation. Quick mode uses a small 784-64-16 autoencoder. `val_loss` is measured
+    on the test images.
+    """
+    quick = is_quick(quick)
+    (x, _), (xt, _) = mnist if mnist is not None else mnist_data(quick)
+    sizes = sizes or ((784, 64, 16) if quick else (784, 1000, 500, 250, 30))
+    seconds = seconds or (15 if quick else 1200)
+    runs = {}
+    for name in optimizers:
+        net = models.sparse_init(models.deep_autoencoder(sizes, seed=seed), seed=seed)
+        if name == "hf":
+            options = {"damping": 45.0, **(hf_options or {})}
+            trainer = HessianFree(net, "sigmoid_cross_entropy", seed=seed, **options)
+            batch, label = batch_size or 1000, "HF"
+        else:
+            trainer = FirstOrder(net, "sigmoid_cross_entropy", name, learning_rate=1e-3 if name == "adam" else 0.1,
+                                 seed=seed)
+            batch, label = 128 if name == "adam" else 100, name.upper() if name == "sgd" else "Adam"
+            options = {"learning_rate": trainer.optimizer.learning_rate.numpy().item()}
+        batch = min(batch, len(x))
+        trainer.fit((x, x), epochs=1000, batch_size=batch, validation_data=(xt, xt),
+                    validation_every=max(1, len(x) // batch // 5), max_seconds=seconds, progress=progress)
+        runs[name] = Run(label, trainer.history, net, trainer, dict(batch_size=batch, sizes=sizes, **options))
+    return runs

@@ -37,6 +37,14 @@ def test_rule_table_tensors(rho, factor):
     assert float(graph(tf.constant(2.0, tf.float64), tf.constant(rho, tf.float64))) == pytest.approx(2.0 * factor)
 
 
+def test_tensor_rule_keeps_float64_precision_of_a_python_damping():
+    # λ = 0.1 is not representable in float32: a detour through float32 would be off by ~1e-9
+    out = damping.lm_update(0.1, tf.constant(0.1, tf.float64))
+    assert out.dtype == tf.float64 and float(out) == 0.1 * 1.5
+    out = damping.lm_update(tf.constant(0.1, tf.float64), 0.9)         # tensor λ, Python ρ
+    assert out.dtype == tf.float64 and float(out) == 0.1 / 1.5
+
+
 def test_rule_with_other_factor_and_thresholds():
     assert damping.lm_update(1.0, 0.1, r=3.0) == pytest.approx(3.0)
     assert damping.lm_update(1.0, 0.9, r=3.0) == pytest.approx(1 / 3)

@@ -298,8 +298,10 @@ def browser(sync_api, tmp_path_factory):
 RUN_STATE_JS = """() => {
   const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
   if (!panel) return null;
-  const status = document.querySelector('#jp-main-statusbar')?.textContent ?? '';
-  if (!/\\bIdle\\b/.test(status)) return null;
+  const bar = document.querySelector('#jp-main-statusbar');
+  const idle = bar && Array.from(bar.querySelectorAll('*')).some(
+    el => el.children.length === 0 && /(^|\\|)\\s*Idle\\s*$/.test(el.textContent));
+  if (!idle) return null;
   let pending = 0, queued = 0;
   for (const cell of panel.querySelectorAll('.jp-CodeCell')) {
     const source = cell.querySelector('.jp-InputArea-editor .cm-content')?.textContent ?? '';
@@ -311,6 +313,11 @@ RUN_STATE_JS = """() => {
   if (queued) return null;
   return pending ? 'stopped' : 'done';
 }"""
+
+
+def _idle(page):
+    """The kernel status in the status bar ('Python 3 (ipykernel) | Idle'), once it says Idle."""
+    return page.locator("#jp-main-statusbar").get_by_text(re.compile(r"^(.*\|)?\s*Idle\s*$"))
 
 
 def _exact(text):
@@ -339,7 +346,7 @@ def _open_and_run_all(page, lab, name):
     panel.locator(".jp-Notebook .jp-Cell").first.wait_for()
     # A notebook without kernel metadata asks for one: take the preselected default (python3).
     dialog = page.locator(".jp-Dialog")
-    status = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\bIdle\b"))
+    status = _idle(page)
     while not status.is_visible():
         if dialog.is_visible():
             dialog.locator("button.jp-mod-accept").click()
@@ -370,29 +377,63 @@ def _widget(page, label):
         "cell": page.locator(".jp-CodeCell").filter(has=view).first,
         "handle": slider.locator(".noUi-handle").first,
         "readout": slider.locator(".widget-readout").first,
-        "image": view.locator(".widget-output img").last,
-        "text": view.locator(f'.widget-output [data-mime-type="{STDOUT_MIME}"]').last,
     }
 
 
-def _echo(label, readout):
-    """The printed line names the slider's value, e.g. 'r = 3.000' or 'ε = 1.0e-01'."""
-    return f"{label} = {readout.strip()}"
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+def _resolution(text):
+    """The value of one unit in the last digit of a displayed number: '3.000' → 1e-3, '1.0e-1' → 1e-2."""
+    mantissa, _, exponent = text.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def _names_value(line, label, readout):
+    """Does the printed line name the value the slider reads? 'ε = 1.0e-01' matches the readout
+    '1.0e-1' (Python and the browser format differently): equal up to the coarser display."""
+    m = re.search(rf"(?<!\w){re.escape(label)}\s*=\s*({_NUMBER})", line)
+    if not m or not re.fullmatch(_NUMBER, readout.strip()):
+        return False
+    shown, read = m.group(1), readout.strip()
+    return abs(float(shown) - float(read)) <= max(_resolution(shown), _resolution(read)) * 0.5 + 1e-12
+
+
+# What the view below a slider shows now: its last printed line and its last image.
+SHOWN_JS = """(view) => {
+  const texts = view.querySelectorAll('.widget-output [data-mime-type="%s"]');
+  const images = view.querySelectorAll('.widget-output img');
+  return {text: texts.length ? texts[texts.length - 1].textContent.trim() : '',
+          src: images.length ? images[images.length - 1].getAttribute('src') : ''};
+}""" % STDOUT_MIME
+CHANGED_JS = "([view, old]) => (%s)(view).text + '|' + (%s)(view).src !== old" % (SHOWN_JS, SHOWN_JS)
 
 
 def _wait_for_plot(page, w, label, name):
-    """Wait until the view below the slider shows a plot and a line naming the slider's value."""
-    expected = _echo(label, w["readout"].inner_text())
-    try:
-        w["text"].filter(has_text=expected).wait_for(timeout=WIDGET_S * 1000)
-        w["image"].wait_for(timeout=UI_MS)
-    except Exception as exc:
-        problems = _problems(page)
-        raise AssertionError(f"{name}: no plot/line showing {expected!r} below the {label} slider"
-                             + (":\n" + "\n".join(problems) if problems else "")) from exc
-    page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\bIdle\b")).wait_for(timeout=WIDGET_S * 1000)
-    return {"readout": w["readout"].inner_text().strip(), "text": w["text"].inner_text().strip(),
-            "src": w["image"].get_attribute("src") or ""}
+    """Wait until the view below the slider shows a plot and a printed line naming the value
+    the slider reads (waking on every change of the view; an intermediate redraw is skipped)."""
+    deadline = time.monotonic() + WIDGET_S
+    view = w["view"].element_handle()
+    while True:
+        readout = w["readout"].inner_text().strip()
+        shown = view.evaluate(SHOWN_JS)
+        if shown["src"] and _names_value(shown["text"], label, readout):
+            break
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            page.wait_for_function(CHANGED_JS, arg=[view, shown["text"] + "|" + shown["src"]],
+                                   timeout=left * 1000, polling=100)
+        except Exception as exc:
+            problems = _problems(page)
+            raise AssertionError(
+                f"{name}: below the {label} slider (reading {readout!r}) no plot with a line naming "
+                f"that value within {WIDGET_S} s; last line: {shown['text']!r}"
+                + (":\n" + "\n".join(problems) if problems else "")) from exc
+    _idle(page).wait_for(timeout=WIDGET_S * 1000)
+    return {"readout": readout, "text": shown["text"], "src": shown["src"]}
 
 
 def _check_kernel(lab, name):

@@ -1,0 +1,144 @@
+"""Cost of G·v against one gradient, of a whole HF update, and peak memory (issues "core" and "performance").
+
+Targets (CPU, MLP 784-800-10, batch 1000):
+  * G·v per CG iteration, CG vector work included, ≤ 1.1 × one gradient;
+  * an HF update with n CG iterations ≤ (1.3 + n) gradients;
+  * peak memory of an HF update ≤ 2 × that of a gradient step.
+
+    python benchmarks/bench_products.py            # full: MLP-800, CNN, autoencoder at batch 1000
+    python benchmarks/bench_products.py --quick    # smoke test: small nets, no RESULTS.md entry
+"""
+from __future__ import annotations
+
+from common import is_quick, median_time, parser, peak_rss_delta, sync, write_results  # noqa: I001
+
+import numpy as np
+import tensorflow as tf
+
+import hflib
+from hflib import models
+from hflib.cg import pcg
+from hflib.curvature import _ggn_vector_product, linearize
+from hflib.vectors import axpy
+
+
+def nets(quick):
+    if quick:
+        return [("MLP 784-100-10", models.mnist_mlp(hidden=100), (784,), "softmax_cross_entropy", 200)]
+    return [("MLP 784-800-10", models.mnist_mlp(), (784,), "softmax_cross_entropy", 1000),
+            ("CNN 16/32/64", models.mnist_cnn(), (28, 28, 1), "softmax_cross_entropy", 1000),
+            ("autoencoder 784-1000-500-250-30", models.deep_autoencoder(), (784,), "sigmoid_cross_entropy", 1000)]
+
+
+def measure(name, model, shape, loss_name, batch, cg_iters):
+    loss = hflib.losses.get(loss_name)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(size=(batch, *shape)).astype("float32"))
+    if loss_name == "softmax_cross_entropy":
+        y = tf.constant(rng.integers(0, 10, size=batch))
+    else:
+        y = x
+    variables = model.trainable_variables
+    v = [tf.random.normal(w.shape) for w in variables]
+
+    @tf.function
+    def grad():
+        with tf.GradientTape() as tape:
+            value = loss.value(model(x), y)
+        return tape.gradient(value, variables)
+
+    forward = tf.function(lambda: model(x))
+
+    def cg_run(n):
+        @tf.function
+        def run():
+            lin = linearize(model, loss, x, y)
+            b = [-g for g in lin.gradient()]
+            return pcg(lambda d: axpy(1e-3, d, lin.ggn_vp(d)), b, min_iters=n, max_iters=n, tol=1e-30).iterations
+        return run
+
+    t_grad = median_time(lambda: sync(grad()))
+    t_fwd = median_time(lambda: sync(forward()))
+    t_naive_eager = median_time(lambda: sync(_ggn_vector_product.python_function(model, loss, x, v, "eq34")), 3, 1)
+    t_naive = median_time(lambda: sync(_ggn_vector_product(model, loss, x, v, "eq34")))
+    lo, hi = max(2, cg_iters // 3), cg_iters
+    run_lo, run_hi = cg_run(lo), cg_run(hi)
+    iters_hi = int(run_hi())
+    t_lo = median_time(lambda: sync(run_lo()), 5, 1)
+    t_hi = median_time(lambda: sync(run_hi()), 5, 1)
+    t_iter = (t_hi - t_lo) / (hi - lo)
+
+    hf = hflib.HessianFree(model, loss, damping=1.0, min_iters=cg_iters, max_iters=cg_iters, tol=1e-30,
+                           warm_start=0.0)
+    hf.trace(x, y)
+    weights = [w.numpy() for w in variables]
+
+    def hf_step():
+        record = hf.step(x, y)
+        for w, value in zip(variables, weights):
+            w.assign(value)
+        hf.reset()
+        return record
+
+    rec = hf_step()
+    t_update = median_time(hf_step, 5, 1)
+    mem_grad, mem_update = (memory_probe(name, kind, cg_iters) for kind in ("gradient", "update"))
+    return dict(name=name, d=models.count_params(model), batch=batch, grad=t_grad, fwd=t_fwd, naive_eager=t_naive_eager,
+                naive=t_naive, iter=t_iter, iters=iters_hi, update=t_update, update_iters=int(rec["cg_iters"]),
+                mem_grad=mem_grad, mem_update=mem_update)
+
+
+def memory_probe(name, kind, cg_iters):
+    """Peak RSS growth of one gradient step or one HF update, each in a fresh process so that
+    no allocator pool from an earlier run hides the working memory. Compilation happens first."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, __file__, "--probe", name, kind, str(cg_iters)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def probe(name, kind, cg_iters):
+    quick = name.startswith("MLP 784-100")
+    _, model, shape, loss_name, batch = next(n for n in nets(quick) if n[0] == name)
+    loss = hflib.losses.get(loss_name)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(size=(batch, *shape)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, size=batch)) if loss_name == "softmax_cross_entropy" else x
+    if kind == "gradient":
+        opt = hflib.FirstOrder(model, loss, "sgd", learning_rate=0.0)
+    else:
+        opt = hflib.HessianFree(model, loss, damping=1.0, min_iters=cg_iters, max_iters=cg_iters, tol=1e-30)
+    opt._compiled.get_concrete_function(x, y)
+    print(peak_rss_delta(lambda: opt.step(x, y)))
+
+
+def main():
+    import sys
+    if len(sys.argv) == 5 and sys.argv[1] == "--probe":
+        return probe(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    args = parser(__doc__).parse_args()
+    quick = is_quick(args)
+    cg_iters = 6 if quick else 20
+    rows = [measure(*net, cg_iters=cg_iters) for net in nets(quick)]
+    lines = ["| model | d | batch | gradient | forward | naive G·v eager | naive G·v compiled | **G·v per CG iteration (cached, vector work incl.)** | HF update (n CG its) | update in gradients (target ≤ 1.3 + n) | peak mem gradient | peak mem HF update (ratio, target ≤ 2) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        g = r["grad"]
+        lines.append(
+            f"| {r['name']} | {r['d']:,} | {r['batch']} | {1e3 * g:.1f} ms | {1e3 * r['fwd']:.1f} ms ({r['fwd'] / g:.2f}×) "
+            f"| {1e3 * r['naive_eager']:.1f} ms ({r['naive_eager'] / g:.2f}×) | {1e3 * r['naive']:.1f} ms ({r['naive'] / g:.2f}×) "
+            f"| **{1e3 * r['iter']:.1f} ms ({r['iter'] / g:.2f}×)** | {1e3 * r['update']:.0f} ms (n = {r['update_iters']}) "
+            f"| {r['update'] / g:.1f} vs {1.3 + r['update_iters']:.1f} | {r['mem_grad'] / 2**20:.0f} MiB "
+            f"| {r['mem_update'] / 2**20:.0f} MiB ({r['mem_update'] / max(r['mem_grad'], 1):.2f}×) |")
+    lines += ["", "Ratios are against one compiled gradient of the same net and batch, measured in the same run "
+              "(medians). 'G·v per CG iteration' is the marginal cost of one iteration of the compiled PCG loop "
+              f"(between {max(2, cg_iters // 3)} and {cg_iters} iterations) on the cached linearisation, so the "
+              "one forward pass per update is not in it. Peak memory is the growth of the process's peak RSS "
+              "during one compiled gradient step (SGD) or HF update, each in a fresh process after compilation "
+              "(Linux VmHWM after clear_refs)."]
+    write_results("bench_products.py — G·v, HF update and memory against a gradient", lines, args)
+
+
+if __name__ == "__main__":
+    main()

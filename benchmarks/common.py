@@ -1,0 +1,98 @@
+"""Shared helpers of the benchmark scripts: timing by medians, peak memory, and RESULTS.md.
+
+Timings are medians of repeated runs measured in one process, and figures are
+reported as ratios measured in the same run, because the machine is shared and noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+
+def parser(description):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="small smoke-test mode (also HFLIB_QUICK=1)")
+    p.add_argument("--no-write", action="store_true", help="print only; do not touch RESULTS.md")
+    return p
+
+
+def is_quick(args):
+    from hflib.data import quick_mode
+    return args.quick or quick_mode()
+
+
+def median_time(fn, repeats=7, warmup=2):
+    """Median wall time of fn() (fn must synchronise, e.g. by calling .numpy())."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def sync(tensors):
+    """Force the results to the host (ends asynchronous execution)."""
+    import tensorflow as tf
+    for t in tf.nest.flatten(tensors):
+        t.numpy()
+
+
+def rss_bytes():
+    with open("/proc/self/status") as fh:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", fh.read()).group(1)) * 1024
+
+
+def peak_rss_delta(fn):
+    """Peak resident memory added while fn() runs (Linux: resets VmHWM through clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return float("nan")
+    before = rss_bytes()
+    fn()
+    with open("/proc/self/status") as fh:
+        peak = int(re.search(r"VmHWM:\s+(\d+) kB", fh.read()).group(1)) * 1024
+    return peak - before
+
+
+def machine():
+    import tensorflow as tf
+    from hflib.device import describe
+    return f"{describe()}; {os.cpu_count()} logical cores; {platform.platform()}; TF {tf.__version__}"
+
+
+def command():
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+
+
+def write_results(section, lines, args):
+    """Append a dated entry under `## section` in RESULTS.md (newest first), unless --no-write."""
+    entry = [f"### {datetime.date.today().isoformat()} — `{command()}`", "", f"Machine: {machine()}", ""] + lines + [""]
+    print("\n".join(entry))
+    if args.no_write:
+        return
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach section is written by the script it names; newest entry first.\n"
+    header = f"## {section}"
+    if header in text:
+        start = text.index(header) + len(header)
+        text = text[:start] + "\n\n" + "\n".join(entry) + "\n" + text[start:].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + f"\n\n{header}\n\n" + "\n".join(entry)
+    RESULTS.write_text(text.rstrip("\n") + "\n")
