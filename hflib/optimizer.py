@@ -109,10 +109,19 @@ class HessianFree(Trainer):
 
     State (`damping` λ, the previous CG solution, the update counter) lives in
     `tf.Variable`s, so `tf.train.Checkpoint(model=..., trainer=hf)` saves it.
+
+    With `strategy=tf.distribute.MirroredStrategy()` (model and HessianFree both
+    created under `strategy.scope()`), each replica computes the gradient, the
+    G·v products and the losses on its share of the batch; an all-reduce sums
+    them, so every CG scalar, the backtracking choice and λ are identical on all
+    replicas, and the update equals the single-device one on the same batch.
     """
 
-    def __init__(self, model, loss, config: HFConfig | None = None, seed=0, **overrides):
+    def __init__(self, model, loss, config: HFConfig | None = None, seed=0, strategy=None, **overrides):
         super().__init__(model, loss, seed=seed)
+        if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
+            raise TypeError(f"strategy: expected a tf.distribute.Strategy, got {type(strategy).__name__}")
+        self.strategy = strategy
         if config is not None and not isinstance(config, HFConfig):
             raise TypeError(f"config: expected an HFConfig, got {type(config).__name__}")
         fields = {f.name for f in dataclasses.fields(HFConfig)}
@@ -133,69 +142,76 @@ class HessianFree(Trainer):
         return self._compiled(x, y)
 
     def _hf_update(self, x, y):
+        """One update; on one device, or over the replicas of `strategy`."""
         cfg = self.config
-        variables = self.model.trainable_variables
-        if cfg.curvature_batch_size:
-            xc, yc = x[:cfg.curvature_batch_size], y[:cfg.curvature_batch_size]
+        if self.strategy is None:
+            batch = _OneDevice(self, x, y, cfg.curvature_batch_size)
         else:
-            xc, yc = x, y
+            batch = _Replicated(self, x, y, cfg.curvature_batch_size)
+        step, damping, previous, stats = self._hf_step(batch)
+        self.damping.assign(damping)
+        for var, delta, prev, new in zip(self.model.trainable_variables, step, self.previous, previous):
+            var.assign_add(delta)
+            prev.assign(new)
+        return stats
+
+    def _hf_step(self, batch):
+        """Steps 1–8 of Algorithm 1 on the quantities `batch` provides (batch means). Returns the
+        parameter step t·p, the new λ, the new warm start and the record."""
+        cfg = self.config
         lam = self.damping.read_value()
-        # 1. gradient and linearisation (one forward pass when the batches coincide)
-        lin = linearize(self.model, self.loss, xc, yc)
-        if cfg.curvature_batch_size:
-            with tf.GradientTape() as tape:
-                f_grad = self.loss.value(self.model(x), y)
-            grad = tape.gradient(f_grad, variables)
-        else:
-            f_grad, grad = lin.value, lin.gradient()
-        f_old = lin.value
+        # 1. gradient (and, on one device, the linearisation from the same forward pass)
+        f_grad, grad = batch.loss_and_gradient()
+        f_old = batch.curvature_loss()
         # 2. preconditioner
-        precond = self._preconditioner(x, y, grad, lam)
+        precond = self._preconditioner(batch, grad, lam)
         # 3. PCG on (G + λI) p = −g, warm-started
         b = scale(-1.0, grad)
-        x0 = scale(cfg.warm_start, [p.value() for p in self.previous]) if cfg.warm_start > 0 else None
-        res = _cg.pcg(lambda v: axpy(lam, v, lin.ggn_vp(v)), b, x0=x0, preconditioner=precond,
+        x0 = scale(cfg.warm_start, [p.read_value() for p in self.previous]) if cfg.warm_start > 0 else None
+        res = _cg.pcg(lambda v: axpy(lam, v, batch.ggn_vp(v)), b, x0=x0, preconditioner=precond,
                       min_iters=cfg.min_iters, max_iters=cfg.max_iters, tol=cfg.tol, window=cfg.window)
         # 4. backtracking over saved iterates (on the curvature batch)
-        f_at = lambda delta: self._loss_at(delta, xc, yc)
-        p, f_new, phi = res.x, f_at(res.x), res.reduction
+        p, f_new, phi = res.x, batch.loss_at(res.x), res.reduction
         if cfg.backtracking:
-            p, f_new, phi = self._backtrack(res, f_at, p, f_new, phi)
+            p, f_new, phi = self._backtrack(res, batch.loss_at, p, f_new, phi)
         # 5. Armijo line search along p
         slope = dot(grad, p)
         rate, f_rate = tf.ones_like(f_old), f_new
         if cfg.line_search:
-            rate, f_rate = self._line_search(f_at, p, f_old, f_new, slope)
-        # 6. ρ on the chosen p, 7. LM update of λ
+            rate, f_rate = self._line_search(batch.loss_at, p, f_old, f_new, slope)
+        # 6. ρ on the chosen p, 7. LM update of λ (raised whatever ρ says when anything was not finite)
         q = _damping.model_reduction(phi, p, lam, cfg.rho_denominator)
         rho = _damping.reduction_ratio(f_old, f_new, q)
         finite = (tf.math.is_finite(f_grad) & all_finite(grad) & all_finite(res.x)
                   & tf.math.is_finite(res.reduction))
         r = self.lm_factor.read_value()
-        new_lam = tf.where(finite, _damping.lm_update(lam, rho, r), lam * r)
-        self.damping.assign(_damping.clamp(new_lam, cfg.damping_min, cfg.damping_max))
-        # 8. parameter update; the warm start keeps CG's last iterate (not the backtracked one)
+        new_lam = _damping.clamp(tf.where(finite, _damping.lm_update(lam, rho, r), lam * r),
+                                 cfg.damping_min, cfg.damping_max)
+        # 8. the step t·p; the warm start keeps CG's last iterate (not the backtracked one)
         rate = tf.where(finite, rate, tf.zeros_like(rate))
         accepted = rate > 0
-        for var, pi, prev, xi in zip(variables, p, self.previous, res.x):
-            var.assign_add(tf.where(finite, rate * pi, tf.zeros_like(pi)))
-            prev.assign(tf.where(finite, xi, tf.zeros_like(xi)))
-        return {"loss": f_grad, "loss_curvature_batch": f_old, "loss_after": tf.where(accepted, f_rate, f_old),
-                "damping": lam, "rho": rho, "cg_iters": res.iterations, "cg_stop": res.stop_reason,
-                "model_reduction": q, "rate": rate, "step_norm": rate * norm(p),
-                "accepted": accepted, "nonfinite": ~finite}
+        step = [tf.where(finite, rate * pi, tf.zeros_like(pi)) for pi in p]
+        previous = [tf.where(finite, xi, tf.zeros_like(xi)) for xi in res.x]
+        stats = {"loss": f_grad, "loss_curvature_batch": f_old, "loss_after": tf.where(accepted, f_rate, f_old),
+                 "damping": lam, "rho": rho, "cg_iters": res.iterations, "cg_stop": res.stop_reason,
+                 "model_reduction": q, "rate": rate, "step_norm": rate * norm(p),
+                 "accepted": accepted, "nonfinite": ~finite}
+        return step, new_lam, previous, stats
 
     # ------------------------------------------------------------------ pieces
-    def _preconditioner(self, x, y, grad, lam):
-        name, alpha = self.config.preconditioner, self.config.alpha
+    def _preconditioner(self, batch, grad, lam):
+        """M = (D + λ)^α with the curvature diagonal D of the configured kind (None: plain CG)."""
+        name = self.config.preconditioner
         if name == "martens":
-            return _pre.martens(self.model, self.loss, x, y, lam, alpha)
-        if name == "report":
-            return _pre.report(grad, lam, alpha)
-        if name == "chapelle_erhan":
+            diagonal = batch.fisher_diagonal()
+        elif name == "report":
+            diagonal = _pre.batch_gradient_squared(grad)       # grad is already the full-batch mean
+        elif name == "chapelle_erhan":
             seed = tf.stack([tf.cast(self.seed, tf.int32), tf.cast(self.iterations, tf.int32)])
-            return _pre.chapelle_erhan(self.model, self.loss, x, y, lam, alpha, seed=seed)
-        return None
+            diagonal = batch.ggn_diagonal_estimate(seed)
+        else:
+            return None
+        return _pre.damped_power(diagonal, lam, self.config.alpha)
 
     def _loss_at(self, delta, x, y):
         """f(θ + δ) without touching the variables (Keras' stateless call)."""
@@ -257,3 +273,92 @@ class HessianFree(Trainer):
         for prev in self.previous:
             prev.assign(tf.zeros_like(prev))
 
+
+
+class _OneDevice:
+    """The batch means HF needs, on one device: the net is linearised once (one forward pass)
+    and every G·v reuses it; gradient and loss come from the same pass."""
+
+    def __init__(self, hf, x, y, curvature_batch_size=None):
+        self.hf, self.x, self.y = hf, x, y
+        self.xc, self.yc = (x[:curvature_batch_size], y[:curvature_batch_size]) if curvature_batch_size else (x, y)
+        self.separate = bool(curvature_batch_size)
+        self.lin = linearize(hf.model, hf.loss, self.xc, self.yc)
+
+    def loss_and_gradient(self):
+        if not self.separate:
+            return self.lin.value, self.lin.gradient()
+        with tf.GradientTape() as tape:
+            value = self.hf.loss.value(self.hf.model(self.x), self.y)
+        return value, tape.gradient(value, self.hf.model.trainable_variables)
+
+    def curvature_loss(self):
+        return self.lin.value
+
+    def ggn_vp(self, v):
+        return self.lin.ggn_vp(v)
+
+    def loss_at(self, delta):
+        return self.hf._loss_at(delta, self.xc, self.yc)
+
+    def fisher_diagonal(self):
+        return _pre.empirical_fisher_diagonal(self.hf.model, self.hf.loss, self.x, self.y)
+
+    def ggn_diagonal_estimate(self, seed):
+        return _pre.ggn_diagonal_estimate(self.hf.model, self.hf.loss, self.xc, self.yc, seed=seed)
+
+
+class _Replicated:
+    """The same batch means under a `tf.distribute` strategy. Each quantity is computed by every
+    replica on its share of the batch and all-reduced (a weighted sum), so CG, backtracking, the
+    line search and λ run once on identical numbers. MirroredStrategy allows no all-reduce inside
+    a replica's loop, so CG runs in cross-replica context and each G·v is one `strategy.run`;
+    that product recomputes the replica's forward pass (no cached linearisation across calls)."""
+
+    def __init__(self, hf, x, y, curvature_batch_size=None):
+        self.hf, self.strategy = hf, hf.strategy
+        self.x, self.y = x, y
+        self.xc, self.yc = (x[:curvature_batch_size], y[:curvature_batch_size]) if curvature_batch_size else (x, y)
+
+    def _mean(self, fn, x, y, *args):
+        """Σ_replicas (n_replica / n) · fn(shard, *args): the batch mean of a per-shard mean."""
+        dtype = self.hf.damping.dtype
+
+        def on_replica(*args):
+            ctx = tf.distribute.get_replica_context()
+            n = tf.shape(x)[0]
+            i, replicas = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+            lo, hi = i * n // replicas, (i + 1) * n // replicas
+            weight = tf.cast(hi - lo, dtype) / tf.cast(n, dtype)
+            return tf.nest.map_structure(lambda t: t * weight, fn(x[lo:hi], y[lo:hi], *args))
+
+        per_replica = self.strategy.run(on_replica, args=args)
+        return tf.nest.map_structure(lambda t: self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None),
+                                     per_replica)
+
+    def _value_and_grad(self, x, y):
+        with tf.GradientTape() as tape:
+            value = self.hf.loss.value(self.hf.model(x), y)
+        return value, tape.gradient(value, self.hf.model.trainable_variables)
+
+    def loss_and_gradient(self):
+        return self._mean(self._value_and_grad, self.x, self.y)
+
+    def curvature_loss(self):
+        return self._mean(lambda x, y: self.hf.loss.value(self.hf.model(x), y), self.xc, self.yc)
+
+    def ggn_vp(self, v):
+        def local(x, y, v):
+            return linearize(self.hf.model, self.hf.loss, x, y).ggn_vp(v)
+        return self._mean(local, self.xc, self.yc, v)
+
+    def loss_at(self, delta):
+        return self._mean(lambda x, y, d: self.hf._loss_at(d, x, y), self.xc, self.yc, delta)
+
+    def fisher_diagonal(self):
+        return self._mean(lambda x, y: _pre.empirical_fisher_diagonal(self.hf.model, self.hf.loss, x, y),
+                          self.x, self.y)
+
+    def ggn_diagonal_estimate(self, seed):
+        return self._mean(lambda x, y, s: _pre.ggn_diagonal_estimate(self.hf.model, self.hf.loss, x, y, seed=s),
+                          self.xc, self.yc, seed)

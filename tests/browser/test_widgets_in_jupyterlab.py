@@ -374,7 +374,7 @@ def _widget(page, label):
         has=page.locator(".widget-label").filter(has_text=_exact(label))).first
     return {
         "view": view,
-        "cell": page.locator(".jp-CodeCell").filter(has=view).first,
+        "cell": view.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-CodeCell ')][1]"),
         "handle": slider.locator(".noUi-handle").first,
         "readout": slider.locator(".widget-readout").first,
     }
@@ -479,13 +479,19 @@ def test_sliders_redraw_the_plot(case, lab, browser):
         _check_kernel(lab, case.notebook)
         for i, move in enumerate(case.moves, start=1):
             w = _widget(page, move.label)
+            # The view, or what JupyterLab shows instead when it cannot render widgets.
+            text_repr = page.get_by_text(re.compile(r"^\s*interactive\(children="))
+            failed = page.get_by_text(WIDGET_FAILURE_TEXT)
             try:
-                w["view"].wait_for(timeout=UI_MS)
+                w["view"].or_(text_repr).or_(failed).first.wait_for(timeout=UI_MS)
             except Exception as exc:
-                repr_ = page.get_by_text(re.compile(r"^\s*interactive\(children=")).count()
-                hint = (" — the output shows the widget's text repr: the JupyterLab widget manager "
-                        "(jupyterlab_widgets) is missing from the server's environment" if repr_ else "")
-                raise AssertionError(f"{case.notebook}: no slider labelled {move.label!r}{hint}") from exc
+                raise AssertionError(f"{case.notebook}: no slider labelled {move.label!r}") from exc
+            assert not text_repr.count(), (
+                f"{case.notebook}: the output shows the widget's text repr, not the slider: the JupyterLab "
+                "widget manager (jupyterlab_widgets, @jupyter-widgets/jupyterlab-manager) is missing or "
+                "disabled in the server's environment")
+            _assert_no_problems(page, f"{case.notebook}: rendering the {move.label} slider")
+            assert w["view"].is_visible(), f"{case.notebook}: no slider labelled {move.label!r}"
             before = _wait_for_plot(page, w, move.label, case.notebook)
             w["cell"].screenshot(path=ARTIFACTS / f"{stem}-{i}-{move.slug}-before.png")
 
