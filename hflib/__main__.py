@@ -30,7 +30,8 @@ def build_parser():
                        help="sine: report §V.A (1-15-15-1 ReLU, squared error); mnist: §V.B")
     train.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
                        help="mnist only: the report's 784-800-10 MLP or the small CNN")
-    train.add_argument("--optimizer", choices=["hf", "sgd", "adam"], default="hf")
+    train.add_argument("--optimizer", choices=["hf", "sgd", "adam"], default="hf",
+                       help="Hessian-free (Algorithm 1) or a first-order baseline")
     train.add_argument("--batch-size", type=int, default=None,
                        help="default: HF 1000, SGD 100, Adam 100 (sine) / 128 (mnist)")
     train.add_argument("--curvature-batch-size", type=int, default=None,
@@ -44,7 +45,7 @@ def build_parser():
     train.add_argument("--preconditioner", choices=["martens", "report", "chapelle_erhan", "none"],
                        default="martens", help="HF: CG preconditioner")
     train.add_argument("--lr", type=float, default=None, help="SGD/Adam learning rate (default: SGD 0.1, Adam 1e-3)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the data order")
     train.add_argument("--eval-every", type=int, default=None,
                        help="evaluate on the test set every N updates (default: each epoch)")
     train.add_argument("--max-seconds", type=float, default=None, help="stop after this much training time")

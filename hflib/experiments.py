@@ -96,10 +96,12 @@ def mnist_data(quick=None, path=None, flatten=True, n_train=2000, n_test=1000, s
 
 
 def mnist_run(optimizer="hf", batch_size=1000, seconds=None, epochs=None, quick=None, eval_every=None,
-              model="mlp", seed=0, mnist=None, label=None, progress=False, learning_rate=None, **hf_options):
+              model="mlp", seed=0, mnist=None, label=None, progress=False, learning_rate=None, max_updates=None,
+              **hf_options):
     """Train one model on MNIST with HF, SGD or Adam and record test error against training time.
 
-    `seconds` bounds the training time (evaluation excluded); `epochs` the passes. The test
+    `seconds` bounds the training time (evaluation excluded); `epochs` the passes; `max_updates`
+    the number of updates. The test
     set is evaluated every `eval_every` updates (default: ten times per epoch).
     `mnist` may pass preloaded data as returned by `mnist_data`.
     """
@@ -122,7 +124,7 @@ def mnist_run(optimizer="hf", batch_size=1000, seconds=None, epochs=None, quick=
     else:
         raise ValueError(f"optimizer: expected 'hf', 'sgd' or 'adam', got {optimizer!r}")
     trainer.fit((x, y), epochs=epochs, batch_size=batch_size, validation_data=(xt, yt),
-                validation_every=eval_every, max_seconds=seconds, progress=progress)
+                validation_every=eval_every, max_seconds=seconds, max_updates=max_updates, progress=progress)
     label = label or (f"HF (batch {batch_size})" if optimizer == "hf" else
                       f"{optimizer.upper() if optimizer == 'sgd' else 'Adam'} (η={settings['learning_rate']}, batch {batch_size})")
     return Run(label, trainer.history, net, trainer, settings)
@@ -154,7 +156,7 @@ def damping_trace(batch_size=75, rs=(1.5, 1.01), updates=None, quick=None, seed=
     for r in rs:
         run = mnist_run("hf", batch_size, quick=quick, seed=seed, mnist=mnist, progress=progress, r=r,
                         label=f"r = {r}", epochs=-(-updates * batch_size // len(mnist[0][0])),
-                        eval_every=10 ** 9)
+                        eval_every=10 ** 9, max_updates=updates)
         run.history.records = run.history.records[:updates]
         runs[f"r={r}"] = run
     return runs

@@ -341,6 +341,7 @@ def _assert_no_problems(page, when):
 
 
 def _open_and_run_all(page, lab, name):
+    started = time.monotonic()
     page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}")
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     panel.locator(".jp-Notebook .jp-Cell").first.wait_for()
@@ -353,8 +354,10 @@ def _open_and_run_all(page, lab, name):
         status.or_(dialog).first.wait_for(timeout=RUN_ALL_S * 1000)
     if panel.locator(".jp-InputPrompt").get_by_text(re.compile(r"\[\d+\]")).count():
         _menu(page, "Edit", "Clear Outputs of All Cells")  # committed outputs: reset the counts
+    opened = time.monotonic()
     _menu(page, "Run", "Run All Cells")
     state = page.wait_for_function(RUN_STATE_JS, timeout=RUN_ALL_S * 1000, polling=250).json_value()
+    print(f"\n  {name}: opened in {opened - started:.0f} s, Run All Cells took {time.monotonic() - opened:.0f} s", end="")
     _assert_no_problems(page, f"{name}: Run All Cells")
     assert state == "done", f"{name}: Run All Cells stopped before the last cell"
 
