@@ -25,6 +25,7 @@ another Chromium binary; ``HFLIB_BROWSER_HEADED=1`` shows the window (needs a di
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -345,13 +346,15 @@ def _open_and_run_all(page, lab, name):
     page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}")
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     panel.locator(".jp-Notebook .jp-Cell").first.wait_for()
-    # A notebook without kernel metadata asks for one: take the preselected default (python3).
+    # The kernel starts by itself (autoStartDefaultKernel); should JupyterLab still ask which
+    # kernel to use, take its preselected default (python3), as a person would.
     dialog = page.locator(".jp-Dialog")
     status = _idle(page)
-    while not status.is_visible():
-        if dialog.is_visible():
-            dialog.locator("button.jp-mod-accept").click()
-        status.or_(dialog).first.wait_for(timeout=RUN_ALL_S * 1000)
+    status.or_(dialog).first.wait_for(timeout=RUN_ALL_S * 1000)
+    if not status.is_visible() and dialog.is_visible():
+        dialog.locator("button.jp-mod-accept").click()
+        dialog.wait_for(state="hidden")
+        status.wait_for(timeout=RUN_ALL_S * 1000)
     if panel.locator(".jp-InputPrompt").get_by_text(re.compile(r"\[\d+\]")).count():
         _menu(page, "Edit", "Clear Outputs of All Cells")  # committed outputs: reset the counts
     opened = time.monotonic()
@@ -453,7 +456,7 @@ def _check_kernel(lab, name):
         exprs = {"executable": "__import__('sys').executable", "prefix": "__import__('sys').prefix",
                  "hflib": "__import__('hflib').__file__", "quick": "__import__('hflib').data.quick_mode()"}
         reply = kc.execute("", silent=True, store_history=False, user_expressions=exprs, reply=True, timeout=30)
-        got = {k: eval(v["data"]["text/plain"]) for k, v in reply["content"]["user_expressions"].items()}
+        got = {k: ast.literal_eval(v["data"]["text/plain"]) for k, v in reply["content"]["user_expressions"].items()}
     finally:
         kc.stop_channels()
     assert Path(got["prefix"]).resolve() == Path(sys.prefix).resolve(), f"kernel is not this venv's python: {got}"
