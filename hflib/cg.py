@@ -182,7 +182,9 @@ def _pcg_loop(matvec, b, x0, precond, min_iters, max_iters, tol, window):
     return CGResult(
         x=state["x"], iterations=n, phi=state["phis"].gather(tf.range(n + 1)),
         reduction=state["phis"].read(n),
-        saved=[ta.gather(idx) for ta in state["saved"]],
+        # (the reshape keeps the shape (0, ...) when nothing was saved; eager gather would give (0,))
+        saved=[tf.reshape(ta.gather(idx), tf.concat([[-1], tf.shape(bi)], 0))
+               for ta, bi in zip(state["saved"], b)],
         saved_iters=tf.gather(schedule_t, idx), stop_reason=state["reason"])
 
 
