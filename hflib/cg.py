@@ -202,6 +202,9 @@ def _check_config(min_iters, max_iters, tol, window):
         raise ValueError(f"tol: expected ε > 0, got {tol!r}")
     if window not in WINDOWS:
         raise ValueError(f"window: expected one of {WINDOWS}, got {window!r}")
+    if window == "report" and min_iters < 2:
+        raise ValueError("min_iters: the report's window k = max(t, ⌈i/t⌉) takes t = min_iters and never "
+                         f"stops for t < 2 (the report uses t = 3), got min_iters={min_iters}")
 
 
 def _as_callable(preconditioner, single):

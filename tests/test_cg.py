@@ -327,3 +327,8 @@ def test_list_and_single_tensor_b_agree():
     assert float(listed.reduction) == pytest.approx(quad_phi(a, b, x), rel=1e-9)
     assert float(single.reduction) == pytest.approx(quad_phi(a, b, x), rel=1e-9)
     assert math.isfinite(float(single.reduction)) and float(single.reduction) < 0
+
+
+def test_report_window_needs_t_of_at_least_two():
+    with pytest.raises(ValueError, match="min_iters"):
+        hflib.pcg(lambda v: v, tf.ones([3], tf.float64), window="report", min_iters=1)
