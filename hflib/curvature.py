@@ -55,6 +55,16 @@ def _check_labels(model, loss, x, y, variables):
     loss.targets(y, tf.zeros([x.shape[0], model.output_shape[-1]], variables[0].dtype))
 
 
+def _checked_product_inputs(model, loss, x, y, v):
+    """The loss object, x as a tensor and v as tensors, after checking all of them (and y)."""
+    loss = _losses.get(loss)
+    x = check_inputs(x)
+    variables = trainable_variables(model)
+    v = check_like(v, variables)
+    _check_labels(model, loss, x, y, variables)
+    return loss, x, v
+
+
 def _batch_size(z):
     return tf.cast(tf.shape(z)[0], z.dtype)
 
@@ -85,11 +95,7 @@ def ggn_vector_product(model, loss, x, y, v, order="eq34"):
     """
     if order not in ORDERS:
         raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
-    loss = _losses.get(loss)
-    x = check_inputs(x)
-    variables = trainable_variables(model)
-    v = check_like(v, variables)
-    _check_labels(model, loss, x, y, variables)
+    loss, x, v = _checked_product_inputs(model, loss, x, y, v)
     return _ggn_vector_product(model, loss, x, v, order)
 
 
@@ -110,11 +116,7 @@ def _ggn_vector_product(model, loss, x, v, order):
 
 def hessian_vector_product(model, loss, x, y, v):
     """Exact H·v of the batch loss by forward-over-reverse differentiation (Pearlmutter)."""
-    loss = _losses.get(loss)
-    x = check_inputs(x)
-    variables = trainable_variables(model)
-    v = check_like(v, variables)
-    _check_labels(model, loss, x, y, variables)
+    loss, x, v = _checked_product_inputs(model, loss, x, y, v)
     return _hessian_vector_product(model, loss, x, y, v)
 
 
