@@ -17,6 +17,7 @@ DEFAULT_BATCH = {("sine", "hf"): 1000, ("sine", "sgd"): 100, ("sine", "adam"): 1
                  ("mnist", "hf"): 1000, ("mnist", "sgd"): 100, ("mnist", "adam"): 128}
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
 DEFAULT_DAMPING = {"sine": 0.01, "mnist": 1.0}
+DEFAULT_DAMPING_MIN = {"sine": 1e-6, "mnist": 0.1}
 
 
 def build_parser():
@@ -40,6 +41,9 @@ def build_parser():
     train.add_argument("--r", type=float, default=1.5, help="HF: LM factor of eq. (26)")
     train.add_argument("--eps", type=float, default=5e-4, help="HF: CG tolerance ε")
     train.add_argument("--damping", type=float, default=None, help="HF: initial λ₀ (default: sine 0.01, mnist 1)")
+    train.add_argument("--damping-min", type=float, default=None,
+                       help="HF: floor of λ (default: sine 1e-6, mnist 0.1 — on small MNIST batches the LM rule, "
+                            "judging ρ on the batch it fits, drives λ so low that steps overfit the batch)")
     train.add_argument("--min-iters", type=int, default=3, help="HF: minimum CG iterations")
     train.add_argument("--max-iters", type=int, default=250, help="HF: maximum CG iterations")
     train.add_argument("--preconditioner", choices=["martens", "report", "chapelle_erhan", "none"],
@@ -97,7 +101,8 @@ def train(args):
     batch = args.batch_size or DEFAULT_BATCH[(args.task, args.optimizer)]
     batch = min(batch, len(x))
     if args.optimizer == "hf":
-        trainer = HessianFree(model, loss, seed=args.seed, damping=args.damping or DEFAULT_DAMPING[args.task], r=args.r, tol=args.eps,
+        trainer = HessianFree(model, loss, seed=args.seed, damping=args.damping or DEFAULT_DAMPING[args.task],
+                              damping_min=args.damping_min or DEFAULT_DAMPING_MIN[args.task], r=args.r, tol=args.eps,
                               min_iters=args.min_iters, max_iters=args.max_iters,
                               preconditioner=args.preconditioner, curvature_batch_size=args.curvature_batch_size)
     else:

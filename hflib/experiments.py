@@ -114,7 +114,7 @@ def mnist_run(optimizer="hf", batch_size=1000, seconds=None, epochs=None, quick=
     net = models.mnist_mlp(seed=seed) if model == "mlp" else models.mnist_cnn(seed=seed)
     loss = "softmax_cross_entropy"
     if optimizer == "hf":
-        hf_options = {"damping": 1.0, **hf_options}
+        hf_options = {"damping": 1.0, "damping_min": 0.1, **hf_options}
         trainer = HessianFree(net, loss, seed=seed, **hf_options)
         settings = dict(batch_size=batch_size, **hf_options)
     elif optimizer in ("sgd", "adam"):
