@@ -152,7 +152,7 @@ def _pcg_loop(matvec, b, x0, precond, min_iters, max_iters, tol, window):
         y = precond(r)
         rz = dot(r, y)
         d = axpy(rz / tf.where(s["rz"] > 0, s["rz"], tf.ones_like(rz)), s["d"], y)
-        phi = -0.5 * dot(axpy(1.0, b, r), x)
+        phi = -0.5 * (dot(b, x) + dot(r, x))
         k = window_size(i, window, min_iters)
         phi_back = s["phis"].read(tf.maximum(i - k, 0))
         progress = (i >= min_iters) & (i > k) & progress_stop(phi, phi_back, tf.cast(k, dtype), tol)
@@ -161,9 +161,7 @@ def _pcg_loop(matvec, b, x0, precond, min_iters, max_iters, tol, window):
         reason = tf.convert_to_tensor(
             tf.case([(bad_curvature, lambda: 2), (progress, lambda: 1), (converged, lambda: 3),
                      (i >= max_iters, lambda: 0)], default=lambda: -1), tf.int32)
-        # on non-positive curvature the iterate is not moved: keep the previous one
-        keep = lambda new, old: tf.nest.map_structure(lambda a, o: tf.where(bad_curvature, o, a), new, old)
-        x = keep(x, s["x"])
+        # on non-positive curvature α = 0, so x stays the previous iterate (d is finite; only z may not be)
         phi = tf.where(bad_curvature, s["phis"].read(i - 1), phi)
         i_out = tf.where(bad_curvature, i - 1, i)
         save_now = tf.equal(schedule_t[s["n_saved"]], i) & ~bad_curvature

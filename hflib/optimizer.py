@@ -55,6 +55,9 @@ class HFConfig:
       damping_min, damping_max: λ is clamped to this range.
       curvature_batch_size: if set, G·v uses only the first n examples of each batch
         (Martens: the gradient on more data than the curvature).
+      fisher_examples: for models that are not stacks of Dense layers, Martens' diagonal is
+        averaged over at most this many examples of the batch (per-example gradients cost
+        about a gradient each there); None uses all. Dense stacks always use the whole batch.
     """
 
     damping: float = 45.0
@@ -75,6 +78,7 @@ class HFConfig:
     damping_min: float = 1e-6
     damping_max: float = 1e6
     curvature_batch_size: int | None = None
+    fisher_examples: int | None = 250
 
     def __post_init__(self):
         _positive = ("damping", "tol", "armijo_c", "damping_min", "damping_max")
@@ -96,6 +100,9 @@ class HFConfig:
         if not self.damping_min <= self.damping <= self.damping_max:
             raise ValueError(f"damping: expected λ₀ in [damping_min, damping_max] = "
                              f"[{self.damping_min}, {self.damping_max}], got {self.damping}")
+        if self.fisher_examples is not None and not (
+                isinstance(self.fisher_examples, int) and self.fisher_examples >= 1):
+            raise ValueError(f"fisher_examples: expected an integer ≥ 1 or None, got {self.fisher_examples!r}")
         if self.curvature_batch_size is not None and not (
                 isinstance(self.curvature_batch_size, int) and self.curvature_batch_size >= 1):
             raise ValueError(f"curvature_batch_size: expected an integer ≥ 1 or None, got {self.curvature_batch_size!r}")
@@ -194,7 +201,7 @@ class HessianFree(Trainer):
         previous = [tf.where(finite, xi, tf.zeros_like(xi)) for xi in res.x]
         stats = {"loss": f_grad, "loss_curvature_batch": f_old, "loss_after": tf.where(accepted, f_rate, f_old),
                  "damping": lam, "rho": rho, "cg_iters": res.iterations, "cg_stop": res.stop_reason,
-                 "model_reduction": q, "rate": rate, "step_norm": rate * norm(p),
+                 "model_reduction": q, "rate": rate, "step_norm": norm(step),
                  "accepted": accepted, "nonfinite": ~finite}
         return step, new_lam, previous, stats
 
@@ -302,7 +309,8 @@ class _OneDevice:
         return self.hf._loss_at(delta, self.xc, self.yc)
 
     def fisher_diagonal(self):
-        return _pre.empirical_fisher_diagonal(self.hf.model, self.hf.loss, self.x, self.y)
+        return _pre.empirical_fisher_diagonal(self.hf.model, self.hf.loss, self.x, self.y,
+                                              max_examples=self.hf.config.fisher_examples)
 
     def ggn_diagonal_estimate(self, seed):
         return _pre.ggn_diagonal_estimate(self.hf.model, self.hf.loss, self.xc, self.yc, seed=seed)
@@ -356,8 +364,8 @@ class _Replicated:
         return self._mean(lambda x, y, d: self.hf._loss_at(d, x, y), self.xc, self.yc, delta)
 
     def fisher_diagonal(self):
-        return self._mean(lambda x, y: _pre.empirical_fisher_diagonal(self.hf.model, self.hf.loss, x, y),
-                          self.x, self.y)
+        return self._mean(lambda x, y: _pre.empirical_fisher_diagonal(
+            self.hf.model, self.hf.loss, x, y, max_examples=self.hf.config.fisher_examples), self.x, self.y)
 
     def ggn_diagonal_estimate(self, seed):
         return self._mean(lambda x, y, s: _pre.ggn_diagonal_estimate(self.hf.model, self.hf.loss, x, y, seed=s),

@@ -38,13 +38,16 @@ def damped_power(diagonal, damping, alpha=ALPHA):
 
 
 # ------------------------------------------------------------------ curvature diagonals
-def empirical_fisher_diagonal(model, loss, x, y, chunk_size=125):
+def empirical_fisher_diagonal(model, loss, x, y, chunk_size=125, max_examples=None):
     """(1/N) Σ_i g_i ⊙ g_i from per-example gradients g_i, never a Python loop over examples.
 
     For stacks of Dense layers the per-example gradient of a kernel is the outer
     product a_i δ_iᵀ of the layer input and the back-propagated error, so
     Σ_i g_i² = (a²)ᵀ(δ²): one matrix product per layer. Other models fall back
-    to vectorised (pfor) per-example Jacobians over chunks of `chunk_size` examples.
+    to vectorised (pfor) per-example Jacobians over chunks of `chunk_size`
+    examples; that costs about one gradient per example, so `max_examples`
+    (if set) averages over the first that many examples only — an unbiased
+    estimate when the batch is shuffled. The Dense-stack path always uses all.
     """
     loss = _losses.get(loss)
     x = check_inputs(x)
@@ -52,6 +55,8 @@ def empirical_fisher_diagonal(model, loss, x, y, chunk_size=125):
     trainable_variables(model)
     if _is_dense_stack(model):
         return _fisher_diagonal_dense(model, loss, x, y)
+    if max_examples is not None:
+        x, y = x[:max_examples], y[:max_examples]
     return _fisher_diagonal_pfor(model, loss, x, y, chunk_size)
 
 
