@@ -199,6 +199,6 @@ def autoencoder(optimizers=("hf", "adam"), sizes=None, seconds=None, quick=None,
             options = {"learning_rate": trainer.optimizer.learning_rate.numpy().item()}
         batch = min(batch, len(x))
         trainer.fit((x, x), epochs=1000, batch_size=batch, validation_data=(xt, xt),
-                    validation_every=max(1, len(x) // batch // 5), max_seconds=seconds, progress=progress)
+                    validation_every=5 if name == "hf" else 50, max_seconds=seconds, progress=progress)
         runs[name] = Run(label, trainer.history, net, trainer, dict(batch_size=batch, sizes=sizes, **options))
     return runs
