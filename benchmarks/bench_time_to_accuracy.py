@@ -25,7 +25,8 @@ def main():
     p = parser(__doc__)
     p.add_argument("--hf-seconds", type=float, default=1200)
     p.add_argument("--baseline-seconds", type=float, default=300)
-    p.add_argument("--hf-batch", type=int, default=1000)
+    p.add_argument("--hf-batch", type=int, default=250,
+                   help="250 with a λ floor of 0.1 was the best of the settings tried (see RESULTS.md)")
     p.add_argument("--hf-options", default="{}", help='JSON of HFConfig fields, e.g. \'{"r": 1.01}\'')
     p.add_argument("--eval-every", type=int, default=None, help="updates between test evaluations")
     p.add_argument("--json", default=None, help="also write the histories here")
@@ -38,15 +39,19 @@ def main():
     hf_options = json.loads(args.hf_options)
     runs = {
         "HF": experiments.mnist_run("hf", args.hf_batch, args.hf_seconds, quick=quick, mnist=mnist,
-                                    eval_every=args.eval_every or 20, **hf_options),
-        "Adam": experiments.mnist_run("adam", 128, args.baseline_seconds, quick=quick, mnist=mnist, eval_every=100),
-        "SGD": experiments.mnist_run("sgd", 100, args.baseline_seconds, quick=quick, mnist=mnist, eval_every=100),
+                                    eval_every=args.eval_every or (2 if quick else 25), **hf_options),
+        "Adam": experiments.mnist_run("adam", 128, args.baseline_seconds, quick=quick, mnist=mnist,
+                                      eval_every=5 if quick else 100),
+        "SGD": experiments.mnist_run("sgd", 100, args.baseline_seconds, quick=quick, mnist=mnist,
+                                     eval_every=5 if quick else 100),
     }
     header = "| method | settings | best test error (at s) | " + " | ".join(f"s to ≤ {100 * t:g}%" for t in THRESHOLDS) + " |"
     lines = [header, "|" + "---|" * (3 + len(THRESHOLDS))]
     for name, run in runs.items():
         h = run.history
         err = h["val_error"]
+        if np.all(np.isnan(err)):
+            raise SystemExit(f"{name}: no test evaluation within its budget; lower --eval-every")
         best = int(np.nanargmin(err))
         cells = [f"{experiments.time_to(h, 'val_error', t):.0f}" if not np.isnan(experiments.time_to(h, 'val_error', t))
                  else "—" for t in THRESHOLDS]
@@ -57,7 +62,7 @@ def main():
     hf_140 = experiments.time_to(runs["HF"].history, "val_error", 0.014)
     lines += ["",
               f"Target 1 (HF reaches 97.5% accuracy no slower than Adam): HF {hf_975:.0f} s vs Adam {adam_975:.0f} s → "
-              f"{'met' if hf_975 <= adam_975 else 'missed'}.",
+              f"{'met' if hf_975 <= adam_975 or (np.isnan(adam_975) and not np.isnan(hf_975)) else 'missed'}.",
               f"Target 2 (HF ≤ 1.40% within 1200 s): {'met at %.0f s' % hf_140 if hf_140 <= 1200 else 'missed'} "
               f"(best {100 * np.nanmin(runs['HF'].history['val_error']):.2f}%).",
               "Training time excludes compilation and test evaluations; all runs in one process, one after another."]
