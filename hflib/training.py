@@ -312,6 +312,11 @@ class Trainer(tf.Module):
         path = manager.save(checkpoint_number=number)
         if not os.path.exists(path + ".history.json"):      # a manager with another naming scheme
             self.history.to_json(path + ".history.json")
+        kept = {os.path.abspath(c + ".history.json") for c in manager.checkpoints}
+        for name in os.listdir(manager.directory):           # Histories of checkpoints the manager dropped
+            full = os.path.abspath(os.path.join(manager.directory, name))
+            if name.endswith(".history.json") and full not in kept:
+                os.remove(full)
         return path
 
     def restore(self, manager):

@@ -520,3 +520,11 @@ def test_history_of_a_real_run_round_trips(sine_run, tmp_path):
     assert_records_equal(back.records, sine_run.history.records, skip=())
     for key in ("loss", "damping", "rho", "val_loss"):
         np.testing.assert_array_equal(back[key], sine_run.history[key])
+
+
+def test_histories_of_dropped_checkpoints_are_removed(tmp_path):
+    x, y = hflib.data.make_sine_data(n=400, seed=0)
+    hf = hflib.HessianFree(hflib.models.sine_mlp(seed=0), "squared_error", damping=1.0)
+    hf.fit((x, y), epochs=3, batch_size=100, checkpoint_dir=tmp_path, checkpoint_every=1, progress=False)
+    histories = sorted(p.name for p in tmp_path.glob("*.history.json"))
+    assert histories == ["ckpt-10.history.json", "ckpt-11.history.json", "ckpt-12.history.json"]
