@@ -72,12 +72,15 @@ def progress_stop(phi_i, phi_i_minus_k, k, tol):
     return negative & ((phi_i - phi_i_minus_k) / safe_phi < k * tol)
 
 
-def first_stop(phis, tol=5e-4, window="martens", min_iters=1, max_iters=None):
+def first_stop(phis, tol=5e-4, window="martens", min_iters=None, max_iters=None):
     """Pure-Python reference: the iteration at which the rule stops on the sequence φ_0, φ_1, ….
 
     Returns len(phis) − 1 (or max_iters) when the rule never fires. Used by tests
-    and by the notebooks to show the rule on a recorded φ history.
+    and by the notebooks to show the rule on a recorded φ history. `min_iters`
+    defaults to 1 for Martens' window and to the report's t = 3 for its window.
     """
+    min_iters = default_min_iters(window) if min_iters is None else min_iters
+    _check_config(min_iters, max(min_iters, max_iters or 1), tol, window)
     last = len(phis) - 1 if max_iters is None else min(max_iters, len(phis) - 1)
     for i in range(1, last + 1):
         k = window_size(i, window, min_iters)
@@ -86,7 +89,12 @@ def first_stop(phis, tol=5e-4, window="martens", min_iters=1, max_iters=None):
     return last
 
 
-def pcg(matvec, b, x0=None, preconditioner=None, min_iters=1, max_iters=250, tol=5e-4,
+def default_min_iters(window):
+    """1 for Martens' window (it needs i > 10 anyway); the report's t = 3 for its window."""
+    return 3 if window == "report" else 1
+
+
+def pcg(matvec, b, x0=None, preconditioner=None, min_iters=None, max_iters=250, tol=5e-4,
         window="martens", compile=True):
     """Solve A x = b approximately by preconditioned CG (Alg. 2, corrected).
 
@@ -97,7 +105,8 @@ def pcg(matvec, b, x0=None, preconditioner=None, min_iters=1, max_iters=250, tol
       x0: warm start (Martens: 0.95 × the previous update's final iterate); 0 if None.
       preconditioner: None, the diagonal M (same structure as b, applied as
         y = r ⊘ M), or a callable r ↦ M⁻¹ r.
-      min_iters, max_iters: bounds on the iteration count (1 ≤ min_iters ≤ max_iters).
+      min_iters, max_iters: bounds on the iteration count (1 ≤ min_iters ≤ max_iters);
+        min_iters defaults to 1 (Martens' window) or 3 (the report's window, where it is t).
       tol: ε of the relative-progress stopping rule (> 0).
       window: "martens" or "report", see the module docstring.
       compile: when called eagerly, run the loop as a `tf.function` (no host
@@ -105,6 +114,7 @@ def pcg(matvec, b, x0=None, preconditioner=None, min_iters=1, max_iters=250, tol
     Returns:
       `CGResult`.
     """
+    min_iters = default_min_iters(window) if min_iters is None else min_iters
     _check_config(min_iters, max_iters, tol, window)
     single = not isinstance(b, (list, tuple))
     b = [tf.convert_to_tensor(b)] if single else [tf.convert_to_tensor(t) for t in b]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from .vectors import dot
@@ -38,12 +39,19 @@ def model_reduction(phi, p, damping, denominator="damped"):
 
 def reduction_ratio(f_old, f_new, q_reduction):
     """ρ of eq. (25), Martens' sign convention; −∞ when the loss went up, NaN stays NaN."""
-    f_old, f_new, q_reduction = (tf.convert_to_tensor(t) for t in (f_old, f_new, q_reduction))
+    f_old, f_new, q_reduction = (_as_tensor(t) for t in (f_old, f_new, q_reduction))
     dtype = q_reduction.dtype
     f_old, f_new = tf.cast(f_old, dtype), tf.cast(f_new, dtype)
     rho = (f_new - f_old) / q_reduction
     went_up = f_new > f_old
     return tf.where(went_up, tf.constant(-math.inf, dtype), rho)
+
+
+def _as_tensor(value):
+    """Python and NumPy numbers become float64 tensors (not TensorFlow's default float32)."""
+    if isinstance(value, (int, float, np.floating)):
+        return tf.constant(value, tf.float64)
+    return tf.convert_to_tensor(value)
 
 
 def lm_update(damping, rho, r=1.5, lower=0.25, upper=0.75):

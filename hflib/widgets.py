@@ -84,7 +84,7 @@ def damping_view(updates=30, batch_size=100):
 
 
 # ------------------------------------------------------------------ ε
-def cg_tolerance_study(phis, tol, window="martens", min_iters=1):
+def cg_tolerance_study(phis, tol, window="martens", min_iters=None):
     """Where the relative-progress rule with tolerance ε stops on a recorded φ history.
 
     Returns a dict: `iterations` (the stop), `reduction` (φ there) and `fraction`

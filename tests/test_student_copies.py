@@ -73,8 +73,9 @@ def test_student_copy_fails_only_at_check_cells(path):
     nb = sc.student_copy(nbformat.read(path, as_version=4))
     _, checks = _exercise_cells(nb)
     os.environ.setdefault("HFLIB_QUICK", "1")
+    # widget cells are skipped: they hold no exercise, and nbclient can stall on widget comms (nbclient#312)
     client = NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            skip_cells_with_tag="widget", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     failed = {i for i, c in enumerate(nb.cells) if c.cell_type == "code"
               and any(o.get("output_type") == "error" for o in c.get("outputs", []))}
