@@ -215,7 +215,8 @@ class Trainer(tf.Module):
         start_update = int(self.iterations.numpy())
         total = epochs * batches_per_epoch if batches_per_epoch else None
         if max_updates is not None:
-            total = min(total or max_updates, start_update + max_updates) if total else start_update + max_updates
+            cap = start_update + max_updates
+            total = min(total, cap) if total else cap
         elapsed = self.history.last("time", 0.0)
         bar = tqdm(total=total, initial=start_update, disable=not progress, desc=type(self).__name__,
                    dynamic_ncols=True, leave=True)
@@ -223,7 +224,7 @@ class Trainer(tf.Module):
         if batches_per_epoch:
             self.trace(*next(iter(batches(0))))
         try:
-            for epoch in range(start_update // max(batches_per_epoch or 1, 1), epochs):
+            for epoch in range(start_update // (batches_per_epoch or 1), epochs):
                 skip = start_update - epoch * batches_per_epoch if batches_per_epoch else 0
                 for b, (xb, yb) in enumerate(batches(epoch)):
                     if b < skip:
