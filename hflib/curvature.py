@@ -168,7 +168,7 @@ class Linearization:
 
     def ggn_vp(self, v):
         """G·v = (1/B) J_Rᵀ H_{L∘φ} J_R v (eq. 39 without λ)."""
-        u = self.loss.hessian_vector_product(self._z_const, self.jvp(v))
+        u = self.loss.output_hessian_product(self._z_const, self.jvp(v))
         return self.vjp(u * self._inv_batch)
 
 
@@ -204,7 +204,7 @@ def dense_ggn(model, loss, x, y):
     jac = dense_jacobian(model, x)
     z = model(check_inputs(x))
     loss.targets(y, z)
-    h = loss.hessian(z)
+    h = loss.output_hessian(z)
     return tf.einsum("bmi,bmn,bnj->ij", jac, h, jac) / _batch_size(z)
 
 

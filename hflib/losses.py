@@ -41,15 +41,15 @@ class MatchingLoss(abc.ABC):
         """L_y(φ(z)) for each example, shape (batch,)."""
 
     @abc.abstractmethod
-    def hessian_vector_product(self, z, u):
+    def output_hessian_product(self, z, u):
         """H_{L∘φ}(z)·u for each example (eqs. 30–32, 38); z, u of shape (batch, m)."""
 
     @abc.abstractmethod
-    def hessian(self, z):
+    def output_hessian(self, z):
         """Dense H_{L∘φ}(z) for each example, shape (batch, m, m)."""
 
     @abc.abstractmethod
-    def sqrt_hessian_product(self, z, v):
+    def sqrt_output_hessian_product(self, z, v):
         """S(z)·v for a factor with S Sᵀ = H_{L∘φ}(z) (Chapelle & Erhan 2011)."""
 
     def targets(self, y, z):
@@ -104,15 +104,15 @@ class SoftmaxCrossEntropy(MatchingLoss):
     def per_example(self, z, targets):
         return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=z)
 
-    def hessian_vector_product(self, z, u):
+    def output_hessian_product(self, z, u):
         p = self.phi(z)
         return p * u - p * tf.reduce_sum(p * u, axis=-1, keepdims=True)  # (diag p − p pᵀ) u
 
-    def hessian(self, z):
+    def output_hessian(self, z):
         p = self.phi(z)
         return tf.linalg.diag(p) - p[:, :, None] * p[:, None, :]
 
-    def sqrt_hessian_product(self, z, v):
+    def sqrt_output_hessian_product(self, z, v):
         # S = diag(√p) − p √pᵀ satisfies S Sᵀ = diag(p) − p pᵀ because Σ p = 1.
         p = self.phi(z)
         s = tf.sqrt(p)
@@ -130,14 +130,14 @@ class SquaredError(MatchingLoss):
     def per_example(self, z, targets):
         return 0.5 * tf.reduce_sum(tf.square(z - targets), axis=-1)
 
-    def hessian_vector_product(self, z, u):
+    def output_hessian_product(self, z, u):
         return u
 
-    def hessian(self, z):
+    def output_hessian(self, z):
         batch, m = tf.shape(z)[0], z.shape[-1]
         return tf.eye(m, batch_shape=[batch], dtype=z.dtype)
 
-    def sqrt_hessian_product(self, z, v):
+    def sqrt_output_hessian_product(self, z, v):
         return v
 
 
@@ -160,15 +160,15 @@ class SigmoidCrossEntropy(MatchingLoss):
     def per_example(self, z, targets):
         return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=z), axis=-1)
 
-    def hessian_vector_product(self, z, u):
+    def output_hessian_product(self, z, u):
         p = self.phi(z)
         return p * (1 - p) * u
 
-    def hessian(self, z):
+    def output_hessian(self, z):
         p = self.phi(z)
         return tf.linalg.diag(p * (1 - p))
 
-    def sqrt_hessian_product(self, z, v):
+    def sqrt_output_hessian_product(self, z, v):
         p = self.phi(z)
         return tf.sqrt(p * (1 - p)) * v
 

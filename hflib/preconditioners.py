@@ -136,7 +136,7 @@ def ggn_diagonal_estimate(model, loss, x, y=None, samples=1, seed=(0, 0)):
     total = [tf.zeros_like(v) for v in variables]
     for s in range(samples):
         v = rademacher(tf.shape(z), seed + s, z.dtype)
-        jtsv = tape.gradient(z, variables, output_gradients=loss.sqrt_hessian_product(z_const, v))
+        jtsv = tape.gradient(z, variables, output_gradients=loss.sqrt_output_hessian_product(z_const, v))
         total = [t + tf.square(g) for t, g in zip(total, jtsv)]
     return [t / (batch * samples) for t in total]
 

@@ -111,11 +111,11 @@ def test_dense_hessian_and_hvp_match_autodiff(case):
     z = _logits(2)
     t = _float_targets(case, _targets(case))
     h_auto = _autodiff_hessian(loss, z, t)
-    h = loss.hessian(tf.constant(z)).numpy()
+    h = loss.output_hessian(tf.constant(z)).numpy()
     assert h.shape == (B, M, M)
     assert np.abs(h - h_auto).max() < 1e-12
     u = np.random.default_rng(3).normal(size=(B, M))
-    hu = loss.hessian_vector_product(tf.constant(z), tf.constant(u)).numpy()
+    hu = loss.output_hessian_product(tf.constant(z), tf.constant(u)).numpy()
     np.testing.assert_allclose(hu, np.einsum("bij,bj->bi", h_auto, u), rtol=1e-12, atol=1e-14)
     # H_{L∘φ} is symmetric PSD (eq. 38) and does not depend on the targets
     np.testing.assert_allclose(h, np.transpose(h, (0, 2, 1)), atol=1e-15)
@@ -129,13 +129,13 @@ def test_sqrt_hessian_factor(name):
     """S built column by column from unit vectors satisfies S Sᵀ = H for every example."""
     loss = losses.get(name)
     z = tf.constant(_logits(4))
-    cols = [loss.sqrt_hessian_product(z, tf.constant(np.tile(np.eye(M)[j], (B, 1)))).numpy() for j in range(M)]
+    cols = [loss.sqrt_output_hessian_product(z, tf.constant(np.tile(np.eye(M)[j], (B, 1)))).numpy() for j in range(M)]
     s = np.stack(cols, axis=-1)                                   # (B, M, M), S[:, :, j] = S e_j
-    h = loss.hessian(z).numpy()
+    h = loss.output_hessian(z).numpy()
     np.testing.assert_allclose(np.einsum("bij,bkj->bik", s, s), h, atol=1e-14)
     # and the product acts linearly: S v for a random v equals the assembled matrix times v
     v = np.random.default_rng(5).normal(size=(B, M))
-    np.testing.assert_allclose(loss.sqrt_hessian_product(z, tf.constant(v)).numpy(),
+    np.testing.assert_allclose(loss.sqrt_output_hessian_product(z, tf.constant(v)).numpy(),
                                np.einsum("bij,bj->bi", s, v), atol=1e-14)
 
 
@@ -145,7 +145,7 @@ def test_softmax_hessian_closed_form():
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     expected = np.stack([np.diag(pi) - np.outer(pi, pi) for pi in p])
-    np.testing.assert_allclose(loss.hessian(tf.constant(z)).numpy(), expected, atol=1e-15)
+    np.testing.assert_allclose(loss.output_hessian(tf.constant(z)).numpy(), expected, atol=1e-15)
 
 
 def test_get_names_and_instances():

@@ -115,7 +115,7 @@ def test_single_draw_is_squared_jt_s_v(case):
     b, m, _ = jac.shape
     seed = tf.constant([3, 4])
     v = pc.rademacher([b, m], seed, tf.float64).numpy()
-    s = np.stack([loss.sqrt_hessian_product(tf.constant(z), tf.constant(np.tile(np.eye(m)[j], (b, 1)))).numpy()
+    s = np.stack([loss.sqrt_output_hessian_product(tf.constant(z), tf.constant(np.tile(np.eye(m)[j], (b, 1)))).numpy()
                   for j in range(m)], axis=-1)
     jtsv = np.einsum("bmi,bmn,bn->i", jac, s, v)
     est = hflib.flatten(pc.ggn_diagonal_estimate(p.model, p.loss, p.x, samples=1, seed=seed)).numpy()
