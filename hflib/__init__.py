@@ -32,7 +32,7 @@ _NAMES = {
     "dense_jacobian": "curvature", "ggn_vector_product": "curvature", "gradient": "curvature",
     "hessian_vector_product": "curvature", "linearize": "curvature",
     "HessianFree": "optimizer", "HFConfig": "optimizer",
-    "History": "training", "Callback": "training", "FirstOrder": "training",
+    "History": "history", "fit": "training", "evaluate": "training", "FirstOrder": "baselines",
     "flatten": "vectors", "unflatten": "vectors",
 }
 __all__ = sorted(_NAMES) + sorted(_SUBMODULES)

@@ -6,7 +6,7 @@ z = R_x(θ) are the logits and J = J_{R_x} their Jacobian with respect to θ.
 * `ggn_vector_product`  G·v = (1/B) Σ J_iᵀ H_{L∘φ} J_i v  (eq. 39 without λ),
   one forward-mode JVP and one reverse-mode VJP, in the order of eq. (34) or (37).
 * `hessian_vector_product`  exact H·v (Pearlmutter 1994, forward-over-reverse).
-* `linearize`  the same G·v with the forward pass done once per batch, for CG.
+* `linearize`  the forward pass done once per batch; every G·v above and in CG uses it.
 * `dense_jacobian`, `dense_ggn`, `dense_hessian`  explicit matrices for small
   models, flattened in `hflib.flatten` order.
 * `DampedGGN`  G + λI as a `tf.linalg.LinearOperator` (eq. 20).
@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from . import checks
 from . import losses as _losses
+from .checks import trainable_variables
+from .damping import tikhonov
 from .vectors import check_like, flatten, unflatten
 
 MAX_DENSE_PARAMS = 5000
@@ -23,140 +26,75 @@ ORDERS = ("eq34", "eq37")
 
 
 # ------------------------------------------------------------------ input checks
-def trainable_variables(model):
-    """The model's trainable variables (Keras variables), refusing a model without any."""
-    variables = list(getattr(model, "trainable_variables", None) or [])
-    if not variables:
-        raise ValueError("model: expected a built Keras model with trainable variables, found none "
-                         "(build it with keras.Input or call it once on data)")
-    return variables
-
-
 def primals(model):
     """The underlying tf.Variables, as `tf.autodiff.ForwardAccumulator` requires."""
     return [v.value for v in trainable_variables(model)]
 
 
-def check_inputs(x, name="x"):
-    """Convert a batch of inputs to a tensor, refusing integer dtypes and empty batches."""
-    x = tf.convert_to_tensor(x)
-    if not x.dtype.is_floating:
-        raise TypeError(f"{name}: expected floating-point inputs, got {x.dtype.name}; "
-                        f"cast them first (for images: x.astype('float32') / 255)")
-    if x.shape.rank is None or x.shape.rank == 0:
-        raise ValueError(f"{name}: expected a batch with a leading batch axis, got shape {x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name}: empty batch (0 examples)")
-    return x
-
-
-def _check_labels(model, loss, x, y, variables):
-    """Validate `y` eagerly (shape and range); inside the compiled products only shapes are checked."""
-    loss.targets(y, tf.zeros([x.shape[0], model.output_shape[-1]], variables[0].dtype))
-
-
-def _checked_product_inputs(model, loss, x, y, v):
-    """The loss object, x as a tensor and v as tensors, after checking all of them (and y)."""
+def _checked(model, loss, x, y, v=None):
+    """The loss object, x as a tensor of the model's dtype, y and v checked (y's shape and range
+    eagerly: inside the compiled products only shapes are checked)."""
     loss = _losses.get(loss)
-    x = check_inputs(x)
     variables = trainable_variables(model)
-    v = check_like(v, variables)
-    _check_labels(model, loss, x, y, variables)
-    return loss, x, v
+    x = checks.inputs(x, dtype=variables[0].dtype)
+    y = None if y is None else checks.labels(loss, y, x, model)
+    v = None if v is None else check_like(v, variables)
+    return loss, x, y, v
 
 
 def _batch_size(z):
     return tf.cast(tf.shape(z)[0], z.dtype)
 
 
-# ------------------------------------------------------------------ products
+# ------------------------------------------------------------------ the gradient
+def loss_and_gradient(model, loss, x, y, training=False):
+    """f(θ) and ∇f(θ) on the batch (eqs. 5 and 9), in-graph and unchecked: the one gradient that
+    the HF update, the baselines and `gradient` all use (`training` is Keras' flag)."""
+    with tf.GradientTape() as tape:
+        value = loss.value(model(x, training=training), y)
+    return value, tape.gradient(value, model.trainable_variables)
+
+
 def gradient(model, loss, x, y):
     """∇f(θ) on the batch (eq. 9, averaged as in eq. 5), as a list shaped like the variables."""
-    loss = _losses.get(loss)
-    x = check_inputs(x)
-    _check_labels(model, loss, x, y, trainable_variables(model))
+    loss, x, y, _ = _checked(model, loss, x, y)
     return _gradient(model, loss, x, y)
 
 
 @tf.function(reduce_retracing=True)
 def _gradient(model, loss, x, y):
-    with tf.GradientTape() as tape:
-        value = loss.value(model(x), y)
-    return tape.gradient(value, model.trainable_variables)
+    return loss_and_gradient(model, loss, x, y)[1]
 
 
-def ggn_vector_product(model, loss, x, y, v, order="eq34"):
-    """G·v for the batch mean (eq. 39 without λ), never forming G.
-
-    ``order="eq34"``: u = J_{φ∘R} v by forward mode, then J_Rᵀ (A u) by reverse mode.
-    ``order="eq37"``: u = J_R v by forward mode, then J_{φ∘R}ᵀ (Aᵀ u) by reverse mode.
-    For the matching losses in `hflib.losses`, A = I (eq. 38), so both give
-    Jᵀ H_{L∘φ} J v. `v` and the result are lists shaped like the variables.
-    """
-    if order not in ORDERS:
-        raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
-    loss, x, v = _checked_product_inputs(model, loss, x, y, v)
-    return _ggn_vector_product(model, loss, x, v, order)
-
-
-@tf.function(reduce_retracing=True)
-def _ggn_vector_product(model, loss, x, v, order):
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        with tf.autodiff.ForwardAccumulator([w.value for w in variables], v) as acc:
-            z = model(x)
-            yhat = loss.phi(z)
-        if order == "eq34":
-            u, out = acc.jvp(yhat), z          # u = J_{φ∘R} v; back through R only
-        else:
-            u, out = acc.jvp(z), yhat          # u = J_R v; back through φ∘R
-    u = tf.stop_gradient(u) / _batch_size(z)
-    return tape.gradient(out, variables, output_gradients=u)
-
-
-def hessian_vector_product(model, loss, x, y, v):
-    """Exact H·v of the batch loss by forward-over-reverse differentiation (Pearlmutter)."""
-    loss, x, v = _checked_product_inputs(model, loss, x, y, v)
-    return _hessian_vector_product(model, loss, x, y, v)
-
-
-@tf.function(reduce_retracing=True)
-def _hessian_vector_product(model, loss, x, y, v):
-    variables = model.trainable_variables
-    with tf.autodiff.ForwardAccumulator([w.value for w in variables], v) as acc:
-        with tf.GradientTape() as tape:
-            value = loss.value(model(x), y)
-        g = tape.gradient(value, variables)
-    return acc.jvp(g)
-
-
+# ------------------------------------------------------------------ products
 class Linearization:
-    """The network linearised at θ on one batch, for all CG iterations of an update.
+    """The network linearised at θ on one batch, for all G·v products of an update.
 
-    Build it inside a `tf.function`. The forward pass runs once; `ggn_vp`
-    then costs one JVP and one VJP that reuse the recorded activations:
-    the VJP is `tape.gradient` on a persistent tape, and the JVP is obtained as
-    the transpose of that (linear) VJP, which the graph optimiser prunes down to
-    the tangent propagation alone. The loss and gradient come for free.
+    The forward pass runs once (build it inside a `tf.function`); each `ggn_vp` then costs
+    one JVP and one VJP that reuse the recorded activations. The VJP is `tape.gradient` on a
+    persistent tape, and the JVP is the transpose of that linear VJP, which the graph
+    optimiser prunes down to the tangent propagation alone. With targets `y` the loss and the
+    gradient come from the same pass.
     """
 
-    def __init__(self, model, loss, x, y):
+    def __init__(self, model, loss, x, y=None):
         self.loss = _losses.get(loss)
         self.variables = model.trainable_variables
         self._tape = tf.GradientTape(persistent=True)
         with self._tape:
             self.z = model(x)
-            self.value = self.loss.value(self.z, y)
+            self.yhat = self.loss.phi(self.z)
+            self.value = None if y is None else self.loss.value(self.z, y)
         self._z_const = tf.stop_gradient(self.z)
         self._inv_batch = 1.0 / _batch_size(self.z)
 
     def gradient(self):
-        """∇f(θ) from the same forward pass."""
+        """∇f(θ) from the same forward pass (needs `y`)."""
         return self._tape.gradient(self.value, self.variables)
 
-    def vjp(self, w):
-        """J_Rᵀ w for a cotangent w on the logits (summed over the batch)."""
-        return self._tape.gradient(self.z, self.variables, output_gradients=w)
+    def vjp(self, w, through_phi=False):
+        """J_Rᵀ w for a cotangent w on the logits z (or J_{φ∘R}ᵀ w on ŷ = φ(z)), summed over the batch."""
+        return self._tape.gradient(self.yhat if through_phi else self.z, self.variables, output_gradients=w)
 
     def jvp(self, v):
         """J_R v, as the transpose of the linear map w ↦ J_Rᵀ w."""
@@ -166,15 +104,49 @@ class Linearization:
             jt_w = self.vjp(w)
         return outer.gradient(jt_w, w, output_gradients=v)
 
-    def ggn_vp(self, v):
-        """G·v = (1/B) J_Rᵀ H_{L∘φ} J_R v (eq. 39 without λ)."""
-        u = self.loss.output_hessian_product(self._z_const, self.jvp(v))
-        return self.vjp(u * self._inv_batch)
+    def ggn_vp(self, v, order="eq34"):
+        """G·v = (1/B) J_Rᵀ H_{L∘φ} J_R v (eq. 39 without λ).
+
+        ``order="eq34"``: u = H_{L∘φ} J_R v = J_φ J_R v = J_{φ∘R} v, then J_Rᵀ u.
+        ``order="eq37"``: u = J_R v, then J_{φ∘R}ᵀ u = J_Rᵀ J_φᵀ u. For a matching loss
+        H_{L∘φ} = J_φ = J_φᵀ (eq. 38), so both give the same product.
+        """
+        u = self.jvp(v)
+        if order == "eq34":
+            return self.vjp(self.loss.output_hessian_product(self._z_const, u) * self._inv_batch)
+        return self.vjp(u * self._inv_batch, through_phi=True)
 
 
-def linearize(model, loss, x, y) -> Linearization:
+def linearize(model, loss, x, y=None) -> Linearization:
     """Record the forward pass once; see `Linearization`. Call inside `tf.function`."""
     return Linearization(model, loss, x, y)
+
+
+def ggn_vector_product(model, loss, x, y, v, order="eq34"):
+    """G·v for the batch mean (eq. 39 without λ), never forming G; `v` and the result are lists
+    shaped like the variables. `y` is only validated: H_{L∘φ} does not depend on the targets.
+    ``order`` is eq. (34) or eq. (37); see `Linearization.ggn_vp`."""
+    checks.choice(order, "order", ORDERS)
+    loss, x, _, v = _checked(model, loss, x, y, v)
+    return _ggn_vector_product(model, loss, x, v, order)
+
+
+@tf.function(reduce_retracing=True)
+def _ggn_vector_product(model, loss, x, v, order):
+    return linearize(model, loss, x).ggn_vp(v, order)
+
+
+def hessian_vector_product(model, loss, x, y, v):
+    """Exact H·v of the batch loss by forward-over-reverse differentiation (Pearlmutter)."""
+    loss, x, y, v = _checked(model, loss, x, y, v)
+    return _hessian_vector_product(model, loss, x, y, v)
+
+
+@tf.function(reduce_retracing=True)
+def _hessian_vector_product(model, loss, x, y, v):
+    with tf.autodiff.ForwardAccumulator([w.value for w in model.trainable_variables], v) as acc:
+        g = loss_and_gradient(model, loss, x, y)[1]
+    return acc.jvp(g)
 
 
 # ------------------------------------------------------------------ dense oracles
@@ -189,7 +161,7 @@ def _check_small(model):
 def dense_jacobian(model, x):
     """J_{R_x} for every example: shape (batch, m, d), columns in `flatten` order."""
     _check_small(model)
-    x = check_inputs(x)
+    x = checks.inputs(x, dtype=checks.model_dtype(model))
     variables = trainable_variables(model)
     with tf.GradientTape() as tape:
         z = model(x)
@@ -200,24 +172,20 @@ def dense_jacobian(model, x):
 
 def dense_ggn(model, loss, x, y):
     """G = (1/B) Σ_i J_iᵀ H_{L∘φ}(z_i) J_i, eq. (15) averaged as in eq. (39), shape (d, d)."""
-    loss = _losses.get(loss)
+    _check_small(model)
+    loss, x, _, _ = _checked(model, loss, x, y)
     jac = dense_jacobian(model, x)
-    z = model(check_inputs(x))
-    loss.targets(y, z)
-    h = loss.output_hessian(z)
-    return tf.einsum("bmi,bmn,bnj->ij", jac, h, jac) / _batch_size(z)
+    z = model(x)
+    return tf.einsum("bmi,bmn,bnj->ij", jac, loss.output_hessian(z), jac) / _batch_size(z)
 
 
 def dense_hessian(model, loss, x, y):
     """The exact Hessian of the batch loss f, shape (d, d), in `flatten` order."""
-    loss = _losses.get(loss)
     _check_small(model)
-    x = check_inputs(x)
+    loss, x, y, _ = _checked(model, loss, x, y)
     variables = trainable_variables(model)
     with tf.GradientTape() as outer:
-        with tf.GradientTape() as inner:
-            value = loss.value(model(x), y)
-        g = flatten(inner.gradient(value, variables))
+        g = flatten(loss_and_gradient(model, loss, x, y)[1])
     rows = outer.jacobian(g, variables)
     return tf.concat([tf.reshape(r, [g.shape[0], -1]) for r in rows], axis=-1)
 
@@ -231,13 +199,10 @@ class DampedGGN(tf.linalg.LinearOperator):
     """
 
     def __init__(self, model, loss, x, y, damping, order="eq34", name="DampedGGN"):
-        if not damping > 0:
-            raise ValueError(f"damping: expected λ > 0, got {damping}")
-        if order not in ORDERS:
-            raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
-        self.model, self.loss, self.order = model, _losses.get(loss), order
-        self.x, self.y = check_inputs(x), y
-        self.damping = float(damping)
+        self.damping = checks.positive(damping, "damping")
+        self.order = checks.choice(order, "order", ORDERS)
+        self.model = model
+        self.loss, self.x, self.y, _ = _checked(model, loss, x, y)
         self._variables = trainable_variables(model)
         self._d = sum(int(tf.size(v)) for v in self._variables)
         super().__init__(dtype=self._variables[0].dtype, is_self_adjoint=True,
@@ -250,9 +215,10 @@ class DampedGGN(tf.linalg.LinearOperator):
         return tf.constant([self._d, self._d], dtype=tf.int32)
 
     def _matvec_flat(self, v):
-        gv = _ggn_vector_product(self.model, self.loss, self.x,
-                                 unflatten(v, self._variables), self.order)
-        return flatten(gv) + self.damping * v
+        def ggn(u):
+            return flatten(_ggn_vector_product(self.model, self.loss, self.x, unflatten(u, self._variables),
+                                               self.order))
+        return tikhonov(ggn, self.damping)(v)
 
     def _matmul(self, x, adjoint=False, adjoint_arg=False):
         x = tf.linalg.adjoint(x) if adjoint_arg else x

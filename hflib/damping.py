@@ -23,15 +23,26 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from .vectors import dot
+from . import checks
+from .vectors import axpy, dot
 
 RULES = ("damped", "undamped")
 
 
+def tikhonov(product, damping):
+    """v ↦ (G + λI) v from v ↦ G v (eq. 20): the one place where λI is added. Works on a
+    single tensor or on a list of tensors shaped like the variables."""
+    def damped(v):
+        gv = product(v)
+        if isinstance(v, (list, tuple)):
+            return axpy(damping, v, gv)
+        return damping * v + gv
+    return damped
+
+
 def model_reduction(phi, p, damping, denominator="damped"):
     """q(p) − q(0) from CG's φ(p) = ½pᵀ(G+λI)p + ∇fᵀp: damped as is, undamped minus ½λ‖p‖²."""
-    if denominator not in RULES:
-        raise ValueError(f"denominator: expected one of {RULES}, got {denominator!r}")
+    checks.choice(denominator, "denominator", RULES)
     if denominator == "damped":
         return phi
     return phi - 0.5 * damping * dot(p, p)
@@ -59,9 +70,9 @@ def lm_update(damping, rho, r=1.5, lower=0.25, upper=0.75):
 
     Works on Python floats and on tensors (then it stays in the graph).
     """
-    if isinstance(r, (int, float)) and not r > 1:
-        raise ValueError(f"r: expected a factor r > 1, got {r}")
-    if not (isinstance(damping, (int, float)) and isinstance(rho, (int, float))):
+    if not tf.is_tensor(r):
+        r = checks.factor(r, "r")
+    if tf.is_tensor(damping) or tf.is_tensor(rho):
         # a common dtype from whichever is a tensor; Python numbers go through tf.constant
         # (tf.cast(0.1, tf.float64) would round to float32 first)
         dtype = (rho if tf.is_tensor(rho) else tf.convert_to_tensor(damping)).dtype
@@ -71,8 +82,8 @@ def lm_update(damping, rho, r=1.5, lower=0.25, upper=0.75):
         # that into ρ < lower, which is False for NaN)
         grow = (rho < lower) | tf.math.is_nan(rho)
         return tf.where(grow, damping * r, tf.where(shrink, damping / r, damping))
-    if not damping > 0:
-        raise ValueError(f"damping: expected λ > 0, got {damping}")
+    damping = checks.positive(damping, "damping")
+    rho = float(rho)
     if math.isnan(rho) or rho < lower:
         return damping * r
     if rho > upper:

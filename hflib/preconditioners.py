@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from . import losses as _losses
-from .curvature import check_inputs, trainable_variables
+from .checks import inputs as check_inputs, trainable_variables
 
 NAMES = ("martens", "report", "chapelle_erhan", "none")
 ALPHA = 0.75

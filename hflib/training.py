@@ -1,334 +1,308 @@
-"""The training loop shared by HF and the first-order baselines: data order, progress,
-timing, validation, callbacks, checkpoints and the History of every update.
+"""The training loop (layer 3): one `fit` for every updater — `HessianFree`, `FirstOrder` (SGD,
+Adam, …) or any object with the same small interface.
 
-Timing rule, the same for every optimizer: `time` is the cumulative wall time
-spent in updates (each update synchronised to the host), excluding data
-preparation, validation and checkpointing.
+An *updater* has `model`, `loss`, `seed`, `iterations` (a tf.Variable), `step(x, y) -> dict`,
+`state_variables()` and `get_config() -> dict`, and is a `tf.Module` (so checkpoints find its state).
+
+Timing rule, the same for every updater: `time` is the cumulative wall time spent in updates
+(each update returns its record to the host), excluding compilation (`warm_up` runs one update
+first and undoes it), data preparation, validation and checkpointing.
 """
 from __future__ import annotations
 
-import csv
-import json
-import math
-import os
-import tempfile
+import contextlib
+import signal
+import threading
 import time
-import warnings
 
-import numpy as np
+import keras
 import tensorflow as tf
-from tqdm.auto import tqdm
 
+from . import callbacks as _callbacks
+from . import checks
 from . import losses as _losses
-from .curvature import check_inputs, trainable_variables
+from .checkpoints import CheckpointStore
+from .history import History
 
 
-class History:
-    """One record (a dict) per update; `history["loss"]` gives a NumPy column (NaN where absent)."""
+def fit(updater, data, epochs=1, batch_size=None, *, validation_data=None, validation_every=None, callbacks=(),
+        progress=True, max_updates=None, max_seconds=None, checkpoint_dir=None, checkpoint_every=None,
+        resume=False, steps_per_epoch=None):
+    """Train `updater` for `epochs` passes over `data`; returns the run's `History`.
 
-    def __init__(self, records=None):
-        self.records = list(records or [])
+    data: (x, y) arrays — shuffled each epoch in an order that is a pure function of
+      (updater.seed, epoch), cut into `batch_size` batches (a last partial batch is dropped) — or
+      a `tf.data.Dataset` of (x, y) batches (one pass is an epoch; an infinite one needs
+      `steps_per_epoch`).
+    epochs: passes of this run (as in Keras, a second `fit` call trains `epochs` more). With
+      `resume=True` the run stored in `checkpoint_dir` continues towards the same `epochs`.
+    validation_data, validation_every: (x, y) evaluated every N updates (default: after each epoch)
+      into `val_loss` / `val_error`; excluded from `time`.
+    callbacks: Keras callbacks (see `hflib.callbacks`), called after hflib's own.
+    progress: show a progress bar (True, or a label for it).
+    max_updates, max_seconds: stop after this many updates of this call / seconds of training.
+    checkpoint_dir, checkpoint_every, resume: checkpoints every N updates (default: each epoch) and
+      at the end (an interrupt included); `resume=True` restores the newest one and continues.
 
-    def append(self, record):
-        self.records.append(dict(record))
-
-    def __len__(self):
-        return len(self.records)
-
-    def __getitem__(self, key):
-        return np.array([_as_float(r.get(key, math.nan)) for r in self.records], dtype=float)
-
-    def keys(self):
-        seen = {}
-        for r in self.records:
-            seen.update(dict.fromkeys(r))
-        return list(seen)
-
-    def last(self, key, default=math.nan):
-        """The most recent value of `key` (e.g. the last validation error)."""
-        for r in reversed(self.records):
-            if key in r:
-                return r[key]
-        return default
-
-    def to_json(self, path):
-        _atomic_write(path, json.dumps(self.records, indent=1, default=_as_float))
-
-    @classmethod
-    def from_json(cls, path):
-        with open(path) as fh:
-            return cls(json.load(fh))
-
-    def to_csv(self, path):
-        keys = self.keys()
-        with _atomic_open(path) as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            for r in self.records:
-                writer.writerow({k: r.get(k, "") for k in keys})
-
-    def __repr__(self):
-        return f"History({len(self)} updates, keys={self.keys()})"
+    Ctrl-C (or SIGTERM turned into KeyboardInterrupt by the caller) ends the run after the update
+    in progress; the History is returned with `history.interrupted = True`, and a checkpoint is
+    written when `checkpoint_dir` is set.
+    """
+    epochs = checks.integer(epochs, "epochs", low=1)
+    max_updates = checks.optional_integer(max_updates, "max_updates", low=1)
+    max_seconds = checks.optional_positive(max_seconds, "max_seconds")
+    validation_every = checks.optional_integer(validation_every, "validation_every", low=1)
+    checkpoint_every = checks.optional_integer(checkpoint_every, "checkpoint_every", low=1)
+    resume = checks.boolean(resume, "resume")
+    source = batches(data, batch_size, updater, steps_per_epoch)
+    run = Run(updater, source, epochs)
+    store = CheckpointStore(checkpoint_dir, updater) if checkpoint_dir is not None else None
+    if resume and store is None:
+        raise ValueError("resume: needs checkpoint_dir")
+    if resume:
+        run.restore(store)
+    hooks = _hooks(run, validation_data, validation_every, callbacks, progress, max_updates, max_seconds,
+                   store, checkpoint_every)
+    _loop(run, hooks)
+    return run.history
 
 
-def _as_float(v):
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        v = v[()]                    # a 0-d array (e.g. np.asarray of a bool tensor) → its scalar
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (str,)):
-        return v
-    return float(v)
+def _hooks(run, validation_data, validation_every, callbacks, progress, max_updates, max_seconds, store,
+           checkpoint_every):
+    """hflib's callbacks for the keyword options, in their order, then the user's."""
+    hooks = []
+    if validation_data is not None:
+        x, y = _checked_arrays(validation_data, run.updater, "validation_data")
+        hooks.append(_callbacks.Validation(x, y, validation_every, evaluate))
+    hooks += [_callbacks.Recorder(), _callbacks.NonFiniteWarning()]
+    hooks += list(callbacks)
+    if max_updates is not None or max_seconds is not None:
+        hooks.append(_callbacks.StopAfter(max_updates, max_seconds))
+    if progress:
+        label = progress if isinstance(progress, str) else type(run.updater).__name__
+        total = run.remaining_updates(max_updates)
+        hooks.append(_callbacks.ProgressBar(label, total, max_seconds))
+    if store is not None:
+        hooks.append(_callbacks.Checkpoint(store, checkpoint_every))
+    for hook in hooks:
+        if not isinstance(hook, keras.callbacks.Callback):
+            raise TypeError(f"callbacks: expected keras.callbacks.Callback instances, got {type(hook).__name__}")
+        hook.set_model(run.updater.model)
+        hook.set_params({"epochs": run.epochs, "steps": run.source.steps_per_epoch, "verbose": 0})
+        if isinstance(hook, _callbacks.Callback):
+            hook.set_run(run)
+    return hooks
 
 
-def _atomic_write(path, text):
-    with _atomic_open(path) as fh:
-        fh.write(text)
+def _loop(run, hooks):
+    """Epochs of batches: one update each, its record through every hook in order."""
+    model = run.updater.model
+    model.stop_training = False
+    run.history.interrupted = False
+    warm_up(run.updater, *run.source.first())
+    for hook in hooks:
+        hook.on_train_begin()
+    logs = {}
+    try:
+        while run.epoch < run.epochs and not model.stop_training:
+            for hook in hooks:
+                hook.on_epoch_begin(run.epoch)
+            for b, (xb, yb) in run.source.epoch(run.epoch, skip=run.batch):
+                for hook in hooks:
+                    hook.on_train_batch_begin(b)
+                with _deferred_interrupt():
+                    logs = run.step(xb, yb)
+                    for hook in hooks:
+                        hook.on_train_batch_end(b, logs)
+                if model.stop_training:
+                    break
+            if run.last_of_epoch:
+                for hook in hooks:
+                    hook.on_epoch_end(run.epoch - 1, dict(logs))
+    except KeyboardInterrupt:
+        run.history.interrupted = True
+    finally:
+        for hook in hooks:
+            hook.on_train_end({**logs, "interrupted": run.history.interrupted})
 
 
-class _atomic_open:
-    """Write to a temporary file in the same folder, then rename over `path`."""
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-
-    def __enter__(self):
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(self.path))
-        self.fh = os.fdopen(fd, "w", newline="")
-        return self.fh
-
-    def __exit__(self, exc_type, exc, tb):
-        self.fh.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
+def warm_up(updater, x, y):
+    """Compile the update for this batch shape and run it once, then restore every variable the
+    update changed, so that a timed loop measures training, not tracing."""
+    state = updater.state_variables()
+    saved = [tf.identity(v) for v in state]
+    updater.step(x, y)
+    for v, value in zip(state, saved):
+        v.assign(value)
 
 
-class Callback:
-    """Hooks called by `fit`. Set `trainer.stop_training = True` to stop early."""
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Hold Ctrl-C (SIGINT) until the update and its record are complete, so an interrupt never
+    leaves an applied update unrecorded; re-raised at the end of the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
 
-    def on_update_end(self, trainer, record):
-        pass
 
-    def on_epoch_end(self, trainer, epoch, history):
-        pass
+class Run:
+    """The state of one training run: updater, data source, History and position
+    (epoch, batches done in it), and the settings a resumed run must keep."""
 
-
-class Trainer(tf.Module):
-    """Base of `HessianFree` and `FirstOrder`: subclasses implement `_update(x, y) -> dict`."""
-
-    def __init__(self, model, loss, seed=0, name=None):
-        super().__init__(name=name)
-        self.model = model
-        self.loss = _losses.get(loss)
-        trainable_variables(model)
-        self.seed = int(seed)
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+    def __init__(self, updater, source, epochs):
+        self.updater, self.source, self.epochs = updater, source, epochs
         self.history = History()
-        self.stop_training = False
-        self._eval_fn = None
+        self.epoch, self.batch, self.time = 0, 0, 0.0
+        self.settings = {"batch_size": source.batch_size, "examples": source.examples,
+                         "steps_per_epoch": source.steps_per_epoch}
 
-    # ------------------------------------------------------------------ one update
+    @property
+    def update(self):
+        return int(self.updater.iterations.numpy())
+
+    @property
+    def last_of_epoch(self):
+        """True right after an epoch's last batch (the position has moved to the next epoch)."""
+        return self.batch == 0 and self.epoch > 0
+
+    def position(self):
+        return {"epoch": self.epoch, "batch": self.batch, "time": self.time}
+
+    def remaining_updates(self, max_updates=None):
+        left = (self.epochs - self.epoch) * self.source.steps_per_epoch - self.batch
+        return left if max_updates is None else min(left, max_updates)
+
     def step(self, x, y):
-        """One update on a batch; returns its record (floats)."""
-        x = check_inputs(x)
-        stats = self._update(x, tf.convert_to_tensor(y))
-        record = {k: _as_float(np.asarray(v)) for k, v in stats.items()}
-        self.iterations.assign_add(1)
+        """One timed update; returns its record with `update`, `epoch` and `time` added."""
+        t0 = time.perf_counter()
+        record = self.updater.step(x, y)
+        self.time += time.perf_counter() - t0
+        per_epoch = self.source.steps_per_epoch
+        self.batch += 1
+        record.update(update=self.update, epoch=self.epoch + self.batch / per_epoch, time=self.time)
+        if self.batch == per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
         return record
 
-    def _update(self, x, y):  # pragma: no cover - abstract
-        raise TypeError(f"{type(self).__name__} must implement _update")
+    def restore(self, store):
+        restored = store.restore(self.settings)
+        if restored is None:
+            print(f"hflib: no checkpoint in {store.directory}; starting a new run", flush=True)
+            return
+        number, self.history, position = restored
+        self.epoch, self.batch, self.time = position["epoch"], position["batch"], position["time"]
+        print(f"hflib: resumed from {store.directory}/ckpt-{number} (update {number}, epoch "
+              f"{self.epoch + self.batch / self.source.steps_per_epoch:.3g} of {self.epochs}, "
+              f"λ = {_state(self.updater)})", flush=True)
 
-    def _compiled_update(self):
-        """The `tf.function` that `_update` calls (subclasses set `self._compiled`)."""
-        return self._compiled
 
-    def trace(self, x, y):
-        """Compile and warm up the update for this batch shape, then restore every variable,
-        so that `fit`'s clock measures training, not tracing and graph optimisation (the
-        same rule for every optimizer). Leaves the state exactly as it was."""
-        state = self._state_variables()
-        saved = [tf.identity(v) for v in state]
-        self._update(check_inputs(x), tf.convert_to_tensor(y))
-        for v, value in zip(state, saved):
-            v.assign(value)
+def _state(updater):
+    damping = getattr(updater, "damping", None)
+    return f"{float(damping.numpy()):.4g}" if damping is not None else "n/a"
 
-    def _state_variables(self):
-        """Everything an update may change: the model's variables and the trainer's own."""
-        return list(self.model.variables) + list(self.variables) + list(
-            getattr(getattr(self, "optimizer", None), "variables", []))
 
-    def tracing_count(self):
-        """How often the compiled update was traced (stays 1 when nothing retraces)."""
-        return self._compiled_update().experimental_get_tracing_count()
+# ------------------------------------------------------------------ data sources
+def batches(data, batch_size, updater, steps_per_epoch=None):
+    """The batch source for `data`: `ArrayBatches` for (x, y), `DatasetBatches` for a Dataset."""
+    if isinstance(data, tf.data.Dataset):
+        if batch_size is not None:
+            raise ValueError("batch_size: a tf.data.Dataset is already batched; leave batch_size=None")
+        return DatasetBatches(data, steps_per_epoch)
+    if steps_per_epoch is not None:
+        raise ValueError("steps_per_epoch: only for a tf.data.Dataset")
+    x, y = _checked_arrays(data, updater, "data")
+    return ArrayBatches(x, y, batch_size, updater.seed)
 
-    # ------------------------------------------------------------------ evaluation
-    def evaluate(self, x, y, batch_size=2000):
-        """Mean loss and, for softmax cross-entropy, the classification error on (x, y)."""
-        x = check_inputs(x)
-        y = tf.convert_to_tensor(y)
-        if self._eval_fn is None:
-            self._eval_fn = tf.function(self._eval_batch, reduce_retracing=True)
-        n = int(x.shape[0])
-        total_loss, wrong = 0.0, 0.0
-        for start in range(0, n, batch_size):
-            l_sum, w_sum = self._eval_fn(x[start:start + batch_size], y[start:start + batch_size])
-            total_loss += float(l_sum)
-            wrong += float(w_sum)
-        out = {"loss": total_loss / n}
-        if self.loss.name == "softmax_cross_entropy":
-            out["error"] = wrong / n
-        return out
 
-    def _eval_batch(self, x, y):
-        z = self.model(x)
-        targets = self.loss.targets(y, z)
-        loss_sum = tf.reduce_sum(self.loss.per_example(z, targets))
-        wrong = tf.reduce_sum(tf.cast(tf.argmax(z, -1) != tf.argmax(targets, -1), z.dtype))
-        return loss_sum, wrong
+def _checked_arrays(data, updater, name):
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"{name}: expected (x, y) arrays" + (" or a tf.data.Dataset of (x, y) batches"
+                                                             if name == "data" else "")
+                        + f", got {type(data).__name__}")
+    model = updater.model
+    x = checks.inputs(data[0], f"{name}: x", dtype=checks.model_dtype(model))
+    y = checks.labels(updater.loss, data[1], x, model)
+    checks.same_length(x, y, name)
+    return x, y
 
-    # ------------------------------------------------------------------ the loop
-    def fit(self, data, epochs=1, batch_size=None, validation_data=None, callbacks=(), progress=True,
-            validation_every=None, checkpoint_dir=None, checkpoint_every=None, resume=False,
-            max_updates=None, max_seconds=None):
-        """Train for `epochs` passes over `data`; returns the `History`.
 
-        data: a tuple (x, y) of arrays (shuffled every epoch by a seeded,
-          checkpointed order) or a `tf.data.Dataset` of (x, y) batches.
-        validation_data: (x, y); evaluated every `validation_every` updates
-          (default: at the end of each epoch), excluded from `time`.
-        checkpoint_dir: write a checkpoint (atomically) every `checkpoint_every`
-          updates (default: each epoch); `resume=True` continues from the last one.
-        max_updates, max_seconds: stop early after this many updates / training seconds.
-        """
-        if not (isinstance(epochs, int) and epochs >= 1):
-            raise ValueError(f"epochs: expected an integer ≥ 1, got {epochs!r}")
-        batches_per_epoch, batches = self._batches(data, batch_size)
-        manager = self._checkpoint_manager(checkpoint_dir) if checkpoint_dir else None
-        if manager is not None and resume:
-            self.restore(manager)
-        self.stop_training = False
-        start_update = int(self.iterations.numpy())
-        total = epochs * batches_per_epoch if batches_per_epoch else None
-        if max_updates is not None:
-            cap = start_update + max_updates
-            total = min(total, cap) if total else cap
-        elapsed = self.history.last("time", 0.0)
-        bar = tqdm(total=total, initial=start_update, disable=not progress, desc=type(self).__name__,
-                   dynamic_ncols=True, leave=True)
-        warned = False
-        if batches_per_epoch:
-            self.trace(*next(iter(batches(0))))
-        try:
-            for epoch in range(start_update // (batches_per_epoch or 1), epochs):
-                skip = start_update - epoch * batches_per_epoch if batches_per_epoch else 0
-                for b, (xb, yb) in enumerate(batches(epoch)):
-                    if b < skip:
-                        continue
-                    t0 = time.perf_counter()
-                    record = self.step(xb, yb)
-                    elapsed += time.perf_counter() - t0
-                    record.update(update=int(self.iterations.numpy()), epoch=epoch + (b + 1) / (batches_per_epoch or (b + 1)),
-                                  time=elapsed)
-                    if not record.get("accepted", True) and record.get("nonfinite", False) and not warned:
-                        warnings.warn("hflib: a non-finite loss, gradient or curvature product was met; the step "
-                                      "was rejected, parameters kept and λ raised (see History 'nonfinite')",
-                                      RuntimeWarning, stacklevel=2)
-                        warned = True
-                    last_of_epoch = batches_per_epoch and b + 1 == batches_per_epoch
-                    if validation_data is not None and (
-                            (validation_every and record["update"] % validation_every == 0)
-                            or (not validation_every and last_of_epoch)):
-                        record.update({f"val_{k}": v for k, v in self.evaluate(*validation_data).items()})
-                    self.history.append(record)
-                    bar.update(1)
-                    bar.set_postfix(self._postfix(record), refresh=False)
-                    for cb in callbacks:
-                        cb.on_update_end(self, record)
-                    if manager is not None and checkpoint_every and record["update"] % checkpoint_every == 0:
-                        self.save(manager)
-                    done = (max_updates is not None and record["update"] - start_update >= max_updates) or (
-                        max_seconds is not None and elapsed >= max_seconds)
-                    if self.stop_training or done:
-                        break
-                if manager is not None and not checkpoint_every:
-                    self.save(manager)
-                for cb in callbacks:
-                    cb.on_epoch_end(self, epoch, self.history)
-                if self.stop_training or done:
-                    break
-        finally:
-            bar.close()
-        return self.history
+class ArrayBatches:
+    """Shuffled mini-batches of in-memory arrays; the order is `data_order(n, seed, epoch)`."""
 
-    def _postfix(self, record):
-        keys = ("loss", "damping", "rho", "cg_iters", "val_error")
-        return {k: f"{record[k]:.4g}" for k in keys if k in record}
-
-    def _batches(self, data, batch_size):
-        """(batches per epoch, epoch -> iterator of (x, y))."""
-        if isinstance(data, tf.data.Dataset):
-            n = int(data.cardinality().numpy())
-            return (n if n > 0 else 0), (lambda epoch: iter(data))
-        if not (isinstance(data, (tuple, list)) and len(data) == 2):
-            raise TypeError("data: expected (x, y) arrays or a tf.data.Dataset of (x, y) batches, "
-                            f"got {type(data).__name__}")
-        x, y = data
-        x = check_inputs(x, "data")
-        y = tf.convert_to_tensor(y)
-        n = int(x.shape[0])
+    def __init__(self, x, y, batch_size, seed):
+        self.x, self.y, self.seed = x, y, seed
+        self.examples = int(x.shape[0])
         if batch_size is None:
             raise ValueError("batch_size: required when data are arrays")
-        if not (isinstance(batch_size, int) and 1 <= batch_size <= n):
-            raise ValueError(f"batch_size: expected an integer in [1, {n}], got {batch_size!r}")
-        per_epoch = n // batch_size
+        self.batch_size = checks.integer(batch_size, "batch_size", low=1, high=self.examples)
+        self.steps_per_epoch = self.examples // self.batch_size
 
-        def batches(epoch):
-            order = data_order(n, self.seed, epoch)
-            for b in range(per_epoch):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                yield tf.gather(x, idx), tf.gather(y, idx)
+    def first(self):
+        return self.x[:self.batch_size], self.y[:self.batch_size]
 
-        return per_epoch, batches
+    def epoch(self, epoch, skip=0):
+        order = data_order(self.examples, self.seed, epoch)
+        for b in range(skip, self.steps_per_epoch):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield b, (tf.gather(self.x, idx), tf.gather(self.y, idx))
 
-    # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self):
-        """A `tf.train.Checkpoint` of the model and this trainer's state."""
-        return tf.train.Checkpoint(model=self.model, trainer=self)
 
-    def _checkpoint_manager(self, directory):
-        return tf.train.CheckpointManager(self.checkpoint(), os.fspath(directory), max_to_keep=3)
+class DatasetBatches:
+    """The batches of a `tf.data.Dataset`. A finite dataset's pass is an epoch (its length is
+    counted once when TensorFlow does not know it); an infinite one needs `steps_per_epoch`.
+    Resuming at epoch e replays the dataset's first e passes without training, so a seeded
+    shuffle continues exactly."""
 
-    def save(self, manager):
-        """Write the History (atomically), then the checkpoint beside it. TF updates its index file
-        only after the checkpoint files are complete, and the History is on disk before that, so a
-        crash at any point leaves the last good checkpoint, with its History, as the latest."""
-        number = int(self.iterations.numpy())
-        prefix = getattr(manager, "_prefix", os.path.join(manager.directory, "ckpt"))
-        self.history.to_json(f"{prefix}-{number}.history.json")
-        path = manager.save(checkpoint_number=number)
-        if not os.path.exists(path + ".history.json"):      # a manager with another naming scheme
-            self.history.to_json(path + ".history.json")
-        kept = {os.path.abspath(c + ".history.json") for c in manager.checkpoints}
-        for name in os.listdir(manager.directory):           # Histories of checkpoints the manager dropped
-            full = os.path.abspath(os.path.join(manager.directory, name))
-            if name.endswith(".history.json") and full not in kept:
-                os.remove(full)
-        return path
+    def __init__(self, dataset, steps_per_epoch=None):
+        self.dataset, self.batch_size = dataset, None
+        cardinality = int(dataset.cardinality().numpy())
+        if cardinality == tf.data.INFINITE_CARDINALITY:
+            if steps_per_epoch is None:
+                raise ValueError("steps_per_epoch: required for an infinite tf.data.Dataset (e.g. one with repeat())")
+            self.steps_per_epoch = checks.integer(steps_per_epoch, "steps_per_epoch", low=1)
+            self._stream = iter(dataset)
+        else:
+            if cardinality == tf.data.UNKNOWN_CARDINALITY:
+                cardinality = int(dataset.reduce(0, lambda count, _: count + 1).numpy())
+            if cardinality == 0:
+                raise ValueError("data: the tf.data.Dataset is empty")
+            self.steps_per_epoch = (cardinality if steps_per_epoch is None else
+                                    checks.integer(steps_per_epoch, "steps_per_epoch", low=1, high=cardinality))
+            self._stream = None
+        self.examples = None
+        self._passes = 0
 
-    def restore(self, manager):
-        """Restore the latest checkpoint (if any) and its History."""
-        path = manager.latest_checkpoint
-        if path is None:
-            return None
-        manager.checkpoint.restore(path).assert_existing_objects_matched()
-        if os.path.exists(path + ".history.json"):
-            self.history = History.from_json(path + ".history.json")
-        return path
+    def first(self):
+        element = next(iter(self.dataset))
+        if not (isinstance(element, (tuple, list)) and len(element) == 2):
+            raise TypeError("data: expected a tf.data.Dataset of (x, y) batches")
+        return element
+
+    def epoch(self, epoch, skip=0):
+        if self._stream is not None:                        # infinite: one stream across epochs
+            if self._passes == 0:
+                for _ in range(epoch * self.steps_per_epoch + skip):
+                    next(self._stream)
+                self._passes = 1
+            for b in range(skip, self.steps_per_epoch):
+                yield b, next(self._stream)
+            return
+        while self._passes < epoch:                          # replay earlier passes on resume
+            for _ in self.dataset:
+                pass
+            self._passes += 1
+        self._passes += 1
+        for b, element in enumerate(self.dataset.take(self.steps_per_epoch)):
+            if b >= skip:
+                yield b, element
 
 
 def data_order(n, seed, epoch):
@@ -338,27 +312,29 @@ def data_order(n, seed, epoch):
     return tf.argsort(keys, stable=True)
 
 
-class FirstOrder(Trainer):
-    """SGD, Adam, … (Keras optimizers) in the same loop and under the same timing rules as HF."""
+# ------------------------------------------------------------------ evaluation
+def evaluate(model, loss, x, y, batch_size=2000):
+    """Mean loss and, for softmax cross-entropy, the classification error on (x, y)."""
+    loss = _losses.get(loss)
+    x = checks.inputs(x, dtype=checks.model_dtype(model))
+    y = checks.labels(loss, y, x, model)
+    n = checks.same_length(x, y, "y")
+    batch_size = checks.integer(batch_size, "batch_size", low=1)
+    total, wrong = 0.0, 0.0
+    for start in range(0, n, batch_size):
+        l_sum, w_sum = _evaluate_batch(model, loss, x[start:start + batch_size], y[start:start + batch_size])
+        total += float(l_sum)
+        wrong += float(w_sum)
+    out = {"loss": total / n}
+    if loss.name == "softmax_cross_entropy":
+        out["error"] = wrong / n
+    return out
 
-    def __init__(self, model, loss, optimizer="sgd", learning_rate=0.1, seed=0, **kwargs):
-        super().__init__(model, loss, seed=seed)
-        if isinstance(optimizer, str):
-            import keras
-            optimizer = keras.optimizers.get({"class_name": optimizer,
-                                              "config": {"learning_rate": learning_rate, **kwargs}})
-        self.optimizer = optimizer
-        self.optimizer.build(model.trainable_variables)
-        self._compiled = tf.function(self._train_step, reduce_retracing=True)
 
-    def _train_step(self, x, y):
-        with tf.GradientTape() as tape:
-            value = self.loss.value(self.model(x), y)
-        grads = tape.gradient(value, self.model.trainable_variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]) & tf.math.is_finite(value)
-        if finite:
-            self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return {"loss": value, "accepted": finite, "nonfinite": ~finite}
+@tf.function(reduce_retracing=True)
+def _evaluate_batch(model, loss, x, y):
+    z = model(x, training=False)
+    targets = loss.targets(y, z)
+    wrong = tf.reduce_sum(tf.cast(tf.argmax(z, -1) != tf.argmax(targets, -1), z.dtype))
+    return tf.reduce_sum(loss.per_example(z, targets)), wrong
 
-    def _update(self, x, y):
-        return self._compiled(x, y)

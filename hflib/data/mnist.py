@@ -1,4 +1,4 @@
-"""Data for the experiments of the report: MNIST (§V.B) and the sine set (§V.A).
+"""MNIST (report §V.B), read from the original IDX files and verified.
 
 MNIST is read from the original IDX files, each checked against the SHA-256
 sums this package carries (``mnist_sha256.idx``, sums of the *uncompressed*
@@ -7,7 +7,7 @@ files). Sources, in order:
 1. a folder given as ``path=`` or by the env var ``HFLIB_DATA_DIR``;
 2. the user cache (``~/.cache/hflib/mnist``, or ``cache_dir=`` /
    ``HFLIB_CACHE_DIR``), holding the IDX files or a Keras ``mnist.npz``;
-3. the standard Keras download of ``mnist.npz`` (hash-checked), stored
+3. a download of Keras' ``mnist.npz`` (hash-checked, with a timeout), stored
    atomically in the cache.
 
 Nothing is ever unpickled, and a file that fails a check raises a
@@ -22,22 +22,18 @@ import hashlib
 import io
 import os
 import tempfile
+import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "load_mnist",
-    "make_dataset",
-    "make_sine_data",
-    "subset",
-    "quick_mode",
-]
+from .. import checks
+
+__all__ = ["load_mnist"]
 
 DATA_DIR_ENV = "HFLIB_DATA_DIR"
 CACHE_DIR_ENV = "HFLIB_CACHE_DIR"
-QUICK_ENV = "HFLIB_QUICK"
 DEFAULT_CACHE_DIR = Path("~/.cache/hflib/mnist")
 
 IMAGE_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -51,18 +47,14 @@ IDX_FILES = {
     "t10k-images-idx3-ubyte": (IMAGE_MAGIC, (10000, 28, 28)),
     "t10k-labels-idx1-ubyte": (LABEL_MAGIC, (10000,)),
 }
-_SUMS_FILE = Path(__file__).with_name("mnist_sha256.idx")
+_SUMS_FILE = Path(__file__).resolve().parent.parent / "mnist_sha256.idx"
 
 NPZ_NAME = "mnist.npz"
 NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 
-_TRUE_WORDS = {"1", "true", "yes"}
 
-
-# --------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------
+DOWNLOAD_TIMEOUT = 60  # seconds without an answer before the download gives up
 
 
 def load_mnist(
@@ -81,86 +73,15 @@ def load_mnist(
     ``dtype`` when ``one_hot``. Parsed files are cached in-process; every call
     returns fresh arrays. See the module docstring for the source order.
     """
-    _check_bool(flatten, "flatten")
-    _check_bool(one_hot, "one_hot")
-    _check_bool(download, "download")
-    dtype = _float_dtype(dtype)
+    checks.boolean(flatten, "flatten")
+    checks.boolean(one_hot, "one_hot")
+    checks.boolean(download, "download")
+    dtype = checks.float_dtype(dtype)
     raw = _load_raw(path, cache_dir, download)
     return tuple(
         (_scale_images(x, flatten, dtype), _format_labels(y, one_hot, dtype))
         for x, y in raw
     )
-
-
-def make_dataset(
-    x, y, batch_size, *, shuffle=True, seed=0, drop_remainder=False, repeat=False
-):
-    """A ``tf.data.Dataset`` of ``(x, y)`` mini-batches.
-
-    Shuffles with ``seed`` (a new order each epoch), batches, optionally
-    repeats forever, and prefetches.
-    """
-    import tensorflow as tf
-
-    batch_size = _positive_int(batch_size, "batch_size")
-    for value, name in ((shuffle, "shuffle"), (drop_remainder, "drop_remainder"),
-                        (repeat, "repeat")):
-        _check_bool(value, name)
-    if seed is not None:
-        seed = _int(seed, "seed")
-    n = _matching_length(x, y)
-
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if repeat:
-        ds = ds.repeat()
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def make_sine_data(n=2000, noise=0.1, seed=0, dtype="float32"):
-    """Sine regression data of report §V.A: ``x ~ N(0,1)``, ``y = sin x + noise·N(0,1)``.
-
-    Returns ``(x, y)``, each of shape (n, 1), deterministic for a given seed.
-    """
-    n = _positive_int(n, "n")
-    try:
-        noise = float(noise)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"noise must be a number, got {noise!r}") from e
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
-    dtype = _float_dtype(dtype)
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 1))
-    y = np.sin(x) + noise * rng.standard_normal((n, 1))
-    return x.astype(dtype), y.astype(dtype)
-
-
-def subset(x, y, n, seed=0):
-    """A deterministic subset of ``n`` examples, in their original order.
-
-    Stratified by class when ``y`` holds class labels (an integer vector or
-    one-hot rows), uniformly random otherwise. Used for quick mode.
-    """
-    total = _matching_length(x, y)
-    n = _positive_int(n, "n")
-    if n > total:
-        raise ValueError(f"n must be at most the {total} examples, got {n}")
-    rng = np.random.default_rng(seed)
-    labels = _class_labels(y)
-    if labels is None:
-        idx = rng.choice(total, size=n, replace=False)
-    else:
-        idx = _stratified_indices(labels, n, rng)
-    idx = np.sort(idx)
-    return np.asarray(x)[idx], np.asarray(y)[idx]
-
-
-def quick_mode():
-    """True when env ``HFLIB_QUICK`` is "1", "true" or "yes" (any case)."""
-    return os.environ.get(QUICK_ENV, "").strip().lower() in _TRUE_WORDS
 
 
 # --------------------------------------------------------------------------
@@ -249,8 +170,8 @@ def _how_to_provide(cache):
     return (
         "To provide MNIST, do one of: set HFLIB_DATA_DIR to a folder holding "
         "the four IDX files (" + ", ".join(IDX_FILES) + "), raw or .gz; or "
-        "pass load_mnist(path=<that folder>); or allow the Keras download with "
-        f"load_mnist(download=True) (needs network; fetches {NPZ_NAME}{where})."
+        "pass load_mnist(path=<that folder>); or run `make data` / `python -m hflib data`, "
+        f"which downloads and verifies {NPZ_NAME}{where} once (needs network)."
     )
 
 
@@ -368,22 +289,14 @@ def _read_npz(path, size, mtime_ns):
 
 
 def _download_npz(cache):
-    """Fetch ``mnist.npz`` with Keras into ``cache``: temp folder, check, os.replace."""
-    import keras
-
+    """Fetch ``mnist.npz`` into ``cache``: a temporary file in the cache, the SHA-256 check, then
+    os.replace. A server that stops answering for DOWNLOAD_TIMEOUT seconds ends the download."""
     target = cache / NPZ_NAME
     try:
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-            fetched = Path(
-                keras.utils.get_file(
-                    fname=NPZ_NAME,
-                    origin=NPZ_URL,
-                    file_hash=NPZ_SHA256,
-                    cache_dir=tmp,
-                    cache_subdir="",
-                )
-            )
+            fetched = Path(tmp) / NPZ_NAME
+            _fetch(NPZ_URL, fetched, DOWNLOAD_TIMEOUT)
             _check_sha256(fetched.read_bytes(), NPZ_SHA256, fetched)
             os.replace(fetched, target)
     except ValueError as e:
@@ -393,6 +306,13 @@ def _download_npz(cache):
             f"Downloading {NPZ_URL} into {cache} failed ({e}). " + _how_to_provide(cache)
         ) from e
     return target
+
+
+def _fetch(url, path, timeout):
+    """Copy `url` to `path`; `timeout` bounds each wait for the server (connect and every read)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as out:
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
 
 
 # --------------------------------------------------------------------------
@@ -431,81 +351,3 @@ def _format_labels(y, one_hot, dtype):
     if one_hot:
         return np.eye(NUM_CLASSES, dtype=dtype)[y]
     return y.astype(np.int64)
-
-
-def _class_labels(y):
-    """Integer class labels of ``y`` (int vector or one-hot rows), or None."""
-    y = np.asarray(y)
-    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
-        return y
-    if y.ndim == 2 and y.shape[1] > 1 and np.all((y == 0) | (y == 1)) and np.all(
-        y.sum(axis=1) == 1
-    ):
-        return y.argmax(axis=1)
-    return None
-
-
-def _stratified_indices(labels, n, rng):
-    """``n`` indices, each class sampled in proportion to its size."""
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    quota = n * counts / counts.sum()
-    take = np.floor(quota).astype(int)
-    by_remainder = np.argsort(-(quota - take), kind="stable")
-    take[by_remainder[: n - take.sum()]] += 1
-    picks = [
-        rng.choice(np.flatnonzero(inverse == k), size=take[k], replace=False)
-        for k in range(len(classes))
-    ]
-    return np.concatenate(picks)
-
-
-def _matching_length(x, y):
-    nx, ny = len(x), len(y)
-    if nx != ny:
-        raise ValueError(f"x and y must have the same length, got {nx} and {ny}")
-    if nx == 0:
-        raise ValueError("x and y must not be empty")
-    return nx
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-
-
-def _int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    return int(value)
-
-
-def _positive_int(value, name):
-    value = _int(value, name)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def _float_dtype(dtype):
-    if dtype is None:
-        raise TypeError("dtype must name a floating dtype, got None")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as e:
-        raise TypeError(f"dtype must name a floating dtype, got {dtype!r}") from e
-    if not np.issubdtype(dt, np.floating):
-        raise ValueError(f"dtype must be a floating dtype, got {dt}")
-    return dt
-
-
-def make_teacher_data(n=1000, dim=20, classes=10, hidden=30, seed=0, dtype="float64"):
-    """A synthetic classification task: x ~ N(0, I), labels sampled from a random tanh teacher
-    network's softmax (Gumbel-max). Small, always available, and its GGN has full rank."""
-    from .models import mlp
-
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, dim)).astype(dtype)
-    teacher = mlp((dim, hidden, classes), activation="tanh", seed=seed + 1, dtype=dtype)
-    logits = np.asarray(teacher(x))
-    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1).astype(np.int64)
-    return x, y

@@ -1,0 +1,154 @@
+"""The per-batch quantities of one HF update (layer 2), on one device or under a `tf.distribute`
+strategy, behind one interface.
+
+An update needs, on its batch: f and ∇f on the gradient batch, f(θ) and f(θ + δ) on the
+curvature batch, G·v (from one linearisation), and a curvature diagonal for the preconditioner.
+`OneDevice` and `Replicated` provide the data terms; `Objective` adds the L2 weight-decay term
+½·w‖θ‖² with its gradient w·θ and curvature w·I (Martens 2010), so every quantity the update sees
+is that of the same objective. All are batch means and are built inside the update's
+`tf.function`; they receive what they need, never the optimizer.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from . import preconditioners as _pre
+from .curvature import linearize, loss_and_gradient
+from .vectors import axpy, dot
+
+
+def loss_at(model, loss, delta, x, y):
+    """f(θ + δ) on (x, y) without touching the variables (Keras' stateless call)."""
+    values = [v.value + d for v, d in zip(model.trainable_variables, delta)]
+    z, _ = model.stateless_call(values, [v.value for v in model.non_trainable_variables], x)
+    return loss.value(z, y)
+
+
+def curvature_part(x, y, size):
+    """The first `size` examples (the curvature batch), or the whole batch when `size` is None."""
+    return (x, y) if size is None else (x[:size], y[:size])
+
+
+class OneDevice:
+    """Batch means on one device: the curvature batch is linearised once (one forward pass) and
+    every G·v reuses it; when the curvature batch is the whole batch, f and ∇f come from the same
+    pass."""
+
+    def __init__(self, model, loss, x, y, curvature_batch_size=None, fisher_examples=None):
+        self.model, self.loss, self.x, self.y = model, loss, x, y
+        self.xc, self.yc = curvature_part(x, y, curvature_batch_size)
+        self.separate = curvature_batch_size is not None
+        self.fisher_examples = fisher_examples
+        self.lin = linearize(model, loss, self.xc, self.yc)
+
+    def loss_and_gradient(self):
+        if not self.separate:
+            return self.lin.value, self.lin.gradient()
+        return loss_and_gradient(self.model, self.loss, self.x, self.y)
+
+    def curvature_loss(self):
+        return self.lin.value
+
+    def ggn_vp(self, v):
+        return self.lin.ggn_vp(v)
+
+    def loss_at(self, delta):
+        return loss_at(self.model, self.loss, delta, self.xc, self.yc)
+
+    def fisher_diagonal(self):
+        return _pre.empirical_fisher_diagonal(self.model, self.loss, self.x, self.y,
+                                              max_examples=self.fisher_examples)
+
+    def ggn_diagonal_estimate(self, seed):
+        return _pre.ggn_diagonal_estimate(self.model, self.loss, self.xc, self.yc, seed=seed)
+
+
+class Replicated:
+    """The same batch means under a `tf.distribute` strategy. Every replica computes each quantity
+    on its share of the batch and an all-reduce forms the weighted sum, so CG, backtracking, the
+    line search and λ see identical numbers on every replica. MirroredStrategy allows no
+    all-reduce inside a replica's loop, so CG runs in cross-replica context and each G·v is one
+    `strategy.run`, which linearises the replica's share again (one forward pass per product)."""
+
+    def __init__(self, strategy, model, loss, x, y, curvature_batch_size=None, fisher_examples=None):
+        self.strategy, self.model, self.loss, self.x, self.y = strategy, model, loss, x, y
+        self.xc, self.yc = curvature_part(x, y, curvature_batch_size)
+        self.fisher_examples = fisher_examples
+
+    def _mean(self, fn, x, y, *args):
+        """Σ_replicas (n_replica / n) · fn(shard, *args): the batch mean of per-shard means."""
+        dtype = self.model.trainable_variables[0].dtype
+
+        def on_replica(*args):
+            ctx = tf.distribute.get_replica_context()
+            n = tf.shape(x)[0]
+            i, replicas = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+            lo, hi = i * n // replicas, (i + 1) * n // replicas
+            weight = tf.cast(hi - lo, dtype) / tf.cast(n, dtype)
+            return tf.nest.map_structure(lambda t: t * weight, fn(x[lo:hi], y[lo:hi], *args))
+
+        per_replica = self.strategy.run(on_replica, args=args)
+        return tf.nest.map_structure(lambda t: self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None),
+                                     per_replica)
+
+    def loss_and_gradient(self):
+        return self._mean(lambda x, y: loss_and_gradient(self.model, self.loss, x, y), self.x, self.y)
+
+    def curvature_loss(self):
+        return self._mean(lambda x, y: self.loss.value(self.model(x), y), self.xc, self.yc)
+
+    def ggn_vp(self, v):
+        return self._mean(lambda x, y, v: linearize(self.model, self.loss, x).ggn_vp(v), self.xc, self.yc, v)
+
+    def loss_at(self, delta):
+        return self._mean(lambda x, y, d: loss_at(self.model, self.loss, d, x, y), self.xc, self.yc, delta)
+
+    def fisher_diagonal(self):
+        return self._mean(lambda x, y: _pre.empirical_fisher_diagonal(
+            self.model, self.loss, x, y, max_examples=self.fisher_examples), self.x, self.y)
+
+    def ggn_diagonal_estimate(self, seed):
+        return self._mean(lambda x, y, s: _pre.ggn_diagonal_estimate(self.model, self.loss, x, y, seed=s),
+                          self.xc, self.yc, seed)
+
+
+class Objective:
+    """f + ½·w‖θ‖² on a batch (`OneDevice` or `Replicated`): the L2 term enters the loss, the
+    gradient (+ w·θ), G·v (+ w·v) and the curvature diagonal (+ w) exactly. With w = 0 it passes
+    the data terms through unchanged."""
+
+    def __init__(self, batch, weight_decay, variables):
+        self.batch, self.w = batch, weight_decay
+        self.theta = [v.value for v in variables]
+
+    def _penalty(self, delta=None):
+        theta = self.theta if delta is None else [t + d for t, d in zip(self.theta, delta)]
+        return 0.5 * self.w * dot(theta, theta)
+
+    def loss_and_gradient(self):
+        """(data loss, objective, ∇objective) on the gradient batch."""
+        value, grad = self.batch.loss_and_gradient()
+        if not self.w:
+            return value, value, grad
+        return value, value + self._penalty(), axpy(self.w, self.theta, grad)
+
+    def curvature_loss(self):
+        value = self.batch.curvature_loss()
+        return value + self._penalty() if self.w else value
+
+    def loss_at(self, delta):
+        value = self.batch.loss_at(delta)
+        return value + self._penalty(delta) if self.w else value
+
+    def ggn_vp(self, v):
+        gv = self.batch.ggn_vp(v)
+        return axpy(self.w, v, gv) if self.w else gv
+
+    def _plus_w(self, diagonal):
+        return [d + self.w for d in diagonal] if self.w else diagonal
+
+    def fisher_diagonal(self):
+        return self._plus_w(self.batch.fisher_diagonal())
+
+    def ggn_diagonal_estimate(self, seed):
+        return self._plus_w(self.batch.ggn_diagonal_estimate(seed))
