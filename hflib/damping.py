@@ -96,9 +96,9 @@ def clamp(damping, lo, hi):
     return tf.clip_by_value(damping, lo, hi)
 
 
-def trace(rhos, damping0=1.0, r=1.5):
+def trace(rhos, initial_damping=1.0, r=1.5):
     """The λ sequence the rule produces from a sequence of ρ values (for plots and widgets)."""
-    lam = [float(damping0)]
+    lam = [float(initial_damping)]
     for rho in rhos:
         lam.append(lm_update(lam[-1], float(rho), r))
     return lam

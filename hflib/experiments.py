@@ -1,34 +1,175 @@
-"""Runners for the report's experiments, shared by the notebooks, the CLI and the benchmarks.
+"""The report's experiments as named presets, and the runners shared by the notebooks, the CLI and
+the benchmarks (layer 4).
 
-Every runner returns `Run`s (a History plus what produced it) and honours quick
-mode (`HFLIB_QUICK=1`, or `quick=True`): fewer epochs and less data, same code.
+A preset names a task (data, network, loss), HF's batch size and the first-order baselines'
+settings. Its `hf` options are only those that differ from `HFConfig`'s defaults, each with the
+reason in `why`. Every runner honours quick mode (``HFLIB_QUICK=1`` or ``quick=True``): less
+data and fewer epochs, the same code. Runners return `Run`s (a History and what produced it).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 
-from . import data, models
-from .optimizer import HessianFree
-from .training import FirstOrder, History
+from . import checks, data, models
+from .baselines import FirstOrder
+from .history import History
+from .optimizer import REPORT_ALGORITHM, HessianFree
+from .training import fit
+
+QUICK_ENV = "HFLIB_QUICK"
+_TRUE_WORDS = {"1", "true", "yes"}
+OPTIMIZERS = ("hf", "sgd", "adam")
+
+
+def quick_mode(quick=None):
+    """`quick` if given, else whether ``HFLIB_QUICK`` is "1", "true" or "yes" (any case)."""
+    if quick is not None:
+        return checks.boolean(quick, "quick")
+    return os.environ.get(QUICK_ENV, "").strip().lower() in _TRUE_WORDS
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A task and the settings that train it; `hf` holds only what differs from `HFConfig`."""
+
+    name: str
+    description: str
+    network: str                      # a builder in hflib.models, called with seed=
+    loss: str
+    batch_size: int                   # HF's batch
+    epochs: int                       # lecture / full mode
+    quick_epochs: int
+    hf: dict
+    why: str
+    sgd: dict                         # FirstOrder settings: learning_rate, batch_size, extra options
+    adam: dict
+
+    def build(self, seed=0):
+        """A fresh network of this preset."""
+        if self.network == "autoencoder":
+            return models.sparse_init(models.deep_autoencoder(seed=seed), seed=seed)
+        if self.network == "autoencoder_small":
+            return models.sparse_init(models.deep_autoencoder((784, 64, 16), seed=seed), seed=seed)
+        return getattr(models, self.network)(seed=seed)
+
+
+PRESETS = {p.name: p for p in (
+    Preset("sine", "report §V.A: noisy sine, 1-15-15-1 ReLU, squared error", "sine_mlp", "squared_error",
+           batch_size=1000, epochs=100, quick_epochs=20,
+           hf={"initial_damping": 0.01, "r": 1.01, "window": "report", "min_iters": 3},
+           why="the report's Fig. 2 setting: r = 1.01 and its CG window with t = 3 minimum steps; "
+               "λ₀ = 0.01 was the best of {1, 0.1, 0.01} measured on this task",
+           sgd={"learning_rate": 0.3, "batch_size": 100}, adam={"learning_rate": 1e-2, "batch_size": 100}),
+    Preset("mnist-mlp", "report §V.B: MNIST, 784-800-10 ReLU, softmax cross-entropy", "mnist_mlp",
+           "softmax_cross_entropy", batch_size=1000, epochs=20, quick_epochs=1,
+           hf={"initial_damping": 1.0, "damping_min": 0.1},
+           why="on MNIST mini-batches the LM rule drives λ towards 0.01 and the test error oscillates; "
+               "λ₀ = 1 with a floor of 0.1 trains steadily",
+           sgd={"learning_rate": 0.1, "batch_size": 100}, adam={"learning_rate": 1e-3, "batch_size": 128}),
+    Preset("mnist-cnn", "MNIST, a small CNN (three stride-2 3×3 convolutions, Dense 64)", "mnist_cnn",
+           "softmax_cross_entropy", batch_size=1000, epochs=10, quick_epochs=1,
+           hf={"initial_damping": 1.0, "damping_min": 0.1},
+           why="as for the MLP",
+           sgd={"learning_rate": 0.1, "batch_size": 100}, adam={"learning_rate": 1e-3, "batch_size": 128}),
+    Preset("autoencoder", "Martens (2010): MNIST deep autoencoder 784-1000-500-250-30, sparse init, "
+           "sigmoid cross-entropy", "autoencoder", "sigmoid_cross_entropy", batch_size=1000, epochs=10,
+           quick_epochs=1, hf={}, why="Martens' own settings are HFConfig's defaults (λ₀ = 45)",
+           sgd={"learning_rate": 0.1, "batch_size": 100, "momentum": 0.9, "nesterov": True},
+           adam={"learning_rate": 1e-3, "batch_size": 128}),
+)}
+
+
+def preset(name):
+    """The preset called `name` (see `PRESETS`)."""
+    if isinstance(name, Preset):
+        return name
+    return PRESETS[checks.choice(name, "preset", tuple(PRESETS))]
 
 
 @dataclasses.dataclass
 class Run:
-    """One training run: its label, History, trained model, trainer and settings."""
+    """One training run: its label, History, trained model, updater and settings."""
 
     label: str
     history: History
     model: object
-    trainer: object
+    updater: object
     settings: dict
 
 
-def is_quick(quick=None):
-    """`quick` if given, else the `HFLIB_QUICK` environment variable."""
-    return data.quick_mode() if quick is None else bool(quick)
+# ------------------------------------------------------------------ data
+def mnist_data(quick=None, path=None, flatten=True, n_train=2000, n_test=1000, seed=0):
+    """MNIST as ((x_train, y_train), (x_test, y_test)); quick mode keeps stratified subsets
+    of `n_train` training and `n_test` test images."""
+    (x, y), (xt, yt) = data.load_mnist(path, flatten=flatten)
+    if quick_mode(quick):
+        x, y = data.subset(x, y, n_train, seed=seed)
+        xt, yt = data.subset(xt, yt, n_test, seed=seed)
+    return (x, y), (xt, yt)
+
+
+def task_data(name, quick=None, path=None, seed=0):
+    """((x, y), (x_val, y_val)) for a preset: the sine set is its own validation set; MNIST's is the
+    test set; the autoencoder's targets are its inputs."""
+    p = preset(name)
+    if p.name == "sine":
+        x, y = data.make_sine_data(seed=seed)
+        return (x, y), (x, y)
+    (x, y), (xt, yt) = mnist_data(quick, path, flatten=p.network != "mnist_cnn", seed=seed)
+    if p.name == "autoencoder":
+        return (x, x), (xt, xt)
+    return (x, y), (xt, yt)
+
+
+# ------------------------------------------------------------------ one run
+def updater(name, optimizer="hf", model=None, seed=0, learning_rate=None, **hf_options):
+    """The updater of a preset: HF with the preset's options (then `hf_options`), or SGD/Adam with
+    the preset's learning rate (or `learning_rate`). Returns (updater, batch size)."""
+    p = preset(name)
+    checks.choice(optimizer, "optimizer", OPTIMIZERS)
+    model = p.build(seed) if model is None else model
+    if optimizer == "hf":
+        return HessianFree(model, p.loss, seed=seed, **{**p.hf, **hf_options}), p.batch_size
+    if hf_options:
+        raise TypeError(f"{sorted(hf_options)}: HF options do not apply to {optimizer}")
+    settings = dict(getattr(p, optimizer))
+    batch = settings.pop("batch_size")
+    rate = settings.pop("learning_rate") if learning_rate is None else learning_rate
+    return FirstOrder(model, p.loss, optimizer, learning_rate=rate, seed=seed, **settings), batch
+
+
+def run(name, optimizer="hf", *, epochs=None, seconds=None, max_updates=None, batch_size=None, eval_every=None,
+        seed=0, quick=None, task=None, label=None, progress=True, learning_rate=None, **hf_options):
+    """Train one fresh network of preset `name` and record the validation metrics.
+
+    `seconds` bounds the training time (evaluation excluded), `epochs` the passes (default: the
+    preset's, quick or full) and `max_updates` the updates; validation runs every `eval_every`
+    updates (default: ten times per epoch). `task` may pass preloaded `task_data`.
+    """
+    p = preset(name)
+    quick = quick_mode(quick)
+    (x, y), validation = task if task is not None else task_data(p, quick, seed=seed)
+    trainer, default_batch = updater(p, optimizer, seed=seed, learning_rate=learning_rate, **hf_options)
+    batch = min(batch_size or default_batch, len(x))
+    per_epoch = len(x) // batch
+    epochs = epochs or (p.quick_epochs if quick else p.epochs)
+    label = label or _label(optimizer, trainer, batch)
+    history = fit(trainer, (x, y), epochs=epochs, batch_size=batch, validation_data=validation,
+                  validation_every=eval_every or max(1, per_epoch // 10), max_seconds=seconds,
+                  max_updates=max_updates, progress=label if progress else False)
+    settings = {"preset": p.name, "optimizer": optimizer, "batch_size": batch, **trainer.get_config()}
+    return Run(label, history, trainer.model, trainer, settings)
+
+
+def _label(optimizer, trainer, batch):
+    if optimizer == "hf":
+        return f"HF (batch {batch})"
+    rate = float(trainer.optimizer.learning_rate.numpy())
+    return f"{'SGD' if optimizer == 'sgd' else 'Adam'} (η={rate:g}, batch {batch})"
 
 
 def time_to(history, key, target, below=True, axis="time"):
@@ -40,33 +181,23 @@ def time_to(history, key, target, below=True, axis="time"):
 
 
 # ------------------------------------------------------------------ §V.A: noisy sine
-def sine(epochs=None, hf_batch=1000, sgd_batch=100, learning_rates=(0.01, 0.03, 0.1, 0.3), damping=0.01, r=1.01,
-         seed=0, quick=None, progress=False, **hf_options):
-    """HF (batch 1000) vs SGD (batch 100, best rate of a small grid) on the 1-15-15-1 ReLU net.
-
-    Returns {"hf": Run, "sgd": Run, "sgd_grid": {rate: final training loss}}. Each
-    History holds the full-training-set loss as `val_loss` after every epoch.
-    The report's Fig. 2 setting: r = 1.01 and 3 minimum CG steps with its window.
-    """
-    quick = is_quick(quick)
-    epochs = epochs or (20 if quick else 100)
-    x, y = data.make_sine_data(seed=seed)
-    hf_options = {"min_iters": 3, "window": "report", **hf_options}
-    model = models.sine_mlp(seed=seed)
-    hf = HessianFree(model, "squared_error", damping=damping, r=r, seed=seed, **hf_options)
-    hf.fit((x, y), epochs=epochs, batch_size=hf_batch, validation_data=(x, y), progress=progress)
-    runs = {"hf": Run("HF", hf.history, model, hf, dict(batch_size=hf_batch, damping=damping, r=r, seed=seed,
-                                                                      **hf_options))}
+def sine(epochs=None, learning_rates=(0.01, 0.03, 0.1, 0.3), seed=0, quick=None, progress=True, **hf_options):
+    """HF (the preset's batch 1000) against SGD (batch 100, the best rate of a small grid) on the
+    1-15-15-1 ReLU net. Returns {"hf": Run, "sgd": Run, "sgd_grid": {rate: final loss}}; each
+    History holds the full-training-set loss as `val_loss` after every epoch."""
+    p = PRESETS["sine"]
+    task = task_data(p, seed=seed)
+    every = len(task[0][0]) // p.batch_size
+    runs = {"hf": run(p, "hf", epochs=epochs, seed=seed, quick=quick, task=task, eval_every=every,
+                      progress=progress, **hf_options)}
     grid, best = {}, None
     for rate in learning_rates:
-        m = models.sine_mlp(seed=seed)
-        sgd = FirstOrder(m, "squared_error", "sgd", learning_rate=rate, seed=seed)
-        sgd.fit((x, y), epochs=epochs, batch_size=sgd_batch, validation_data=(x, y), progress=progress)
-        grid[rate] = float(sgd.history["val_loss"][-1])
+        r = run(p, "sgd", epochs=epochs, seed=seed, quick=quick, task=task, learning_rate=rate,
+                eval_every=len(task[0][0]) // p.sgd["batch_size"], progress=progress)
+        grid[rate] = float(r.history["val_loss"][-1])
         if best is None or grid[rate] < grid[best[0]] or math.isnan(grid[best[0]]):
-            best = (rate, Run(f"SGD (η={rate})", sgd.history, m, sgd, dict(batch_size=sgd_batch, learning_rate=rate)))
-    runs["sgd"] = best[1]
-    runs["sgd_grid"] = grid
+            best = (rate, r)
+    runs["sgd"], runs["sgd_grid"] = best[1], grid
     return runs
 
 
@@ -85,120 +216,64 @@ def sine_summary(runs):
 
 
 # ------------------------------------------------------------------ §V.B: MNIST
-def mnist_data(quick=None, path=None, flatten=True, n_train=2000, n_test=1000, seed=0):
-    """MNIST as ((x_train, y_train), (x_test, y_test)); quick mode keeps stratified subsets
-    of `n_train` training and `n_test` test images."""
-    (x, y), (xt, yt) = data.load_mnist(path, flatten=flatten)
-    if is_quick(quick):
-        x, y = data.subset(x, y, n_train, seed=seed)
-        xt, yt = data.subset(xt, yt, n_test, seed=seed)
-    return (x, y), (xt, yt)
-
-
-def mnist_run(optimizer="hf", batch_size=1000, seconds=None, epochs=None, quick=None, eval_every=None,
-              model="mlp", seed=0, mnist=None, label=None, progress=False, learning_rate=None, max_updates=None,
-              **hf_options):
-    """Train one model on MNIST with HF, SGD or Adam and record test error against training time.
-
-    `seconds` bounds the training time (evaluation excluded); `epochs` the passes; `max_updates`
-    the number of updates. The test
-    set is evaluated every `eval_every` updates (default: ten times per epoch).
-    `mnist` may pass preloaded data as returned by `mnist_data`.
-    """
-    quick = is_quick(quick)
-    (x, y), (xt, yt) = mnist if mnist is not None else mnist_data(quick, flatten=model == "mlp")
-    batch_size = min(batch_size, len(x))
-    per_epoch = len(x) // batch_size
-    eval_every = eval_every or max(1, per_epoch // 10)
-    epochs = epochs or (1 if quick else 1000)
-    net = models.mnist_mlp(seed=seed) if model == "mlp" else models.mnist_cnn(seed=seed)
-    loss = "softmax_cross_entropy"
-    if optimizer == "hf":
-        hf_options = {"damping": 1.0, "damping_min": 0.1, **hf_options}
-        trainer = HessianFree(net, loss, seed=seed, **hf_options)
-        settings = dict(batch_size=batch_size, **hf_options)
-    elif optimizer in ("sgd", "adam"):
-        learning_rate = learning_rate or {"sgd": 0.1, "adam": 1e-3}[optimizer]
-        trainer = FirstOrder(net, loss, optimizer, learning_rate=learning_rate, seed=seed)
-        settings = dict(batch_size=batch_size, learning_rate=learning_rate)
-    else:
-        raise ValueError(f"optimizer: expected 'hf', 'sgd' or 'adam', got {optimizer!r}")
-    trainer.fit((x, y), epochs=epochs, batch_size=batch_size, validation_data=(xt, yt),
-                validation_every=eval_every, max_seconds=seconds, max_updates=max_updates, progress=progress)
-    label = label or (f"HF (batch {batch_size})" if optimizer == "hf" else
-                      f"{optimizer.upper() if optimizer == 'sgd' else 'Adam'} (η={settings['learning_rate']}, batch {batch_size})")
-    return Run(label, trainer.history, net, trainer, settings)
-
-
-def mnist_compare(hf_batch_sizes=(75, 250, 1000), seconds=None, quick=None, seed=0, progress=False, mnist=None,
+def mnist_compare(hf_batch_sizes=(75, 250, 1000), seconds=None, quick=None, seed=0, progress=True, task=None,
                   hf_options=None):
-    """The report's Fig. 3: test error against training time for HF at several batch sizes,
-    SGD (η = 0.1, batch 100) and Adam (1e-3, batch 128), all under the same time budget."""
-    quick = is_quick(quick)
-    mnist = mnist if mnist is not None else mnist_data(quick)
+    """The report's Fig. 3: test error against training time for HF at several batch sizes and for
+    SGD and Adam (the preset's settings), all under the same time budget."""
+    quick = quick_mode(quick)
+    task = task if task is not None else task_data("mnist-mlp", quick, seed=seed)
     seconds = seconds or (20 if quick else 1200)
     runs = {}
     for batch in hf_batch_sizes:
-        options = {"r": 1.01 if batch < 150 else 1.5, **(hf_options or {})}
-        runs[f"hf{batch}"] = mnist_run("hf", batch, seconds, quick=quick, seed=seed, mnist=mnist,
-                                       progress=progress, **options)
-    runs["sgd"] = mnist_run("sgd", 100, seconds, quick=quick, seed=seed, mnist=mnist, progress=progress)
-    runs["adam"] = mnist_run("adam", 128, seconds, quick=quick, seed=seed, mnist=mnist, progress=progress)
+        options = {"r": 1.01 if batch < 150 else PRESETS["mnist-mlp"].hf.get("r", 1.5), **(hf_options or {})}
+        runs[f"hf{batch}"] = run("mnist-mlp", "hf", batch_size=batch, seconds=seconds, quick=quick, seed=seed,
+                                 task=task, progress=progress, **options)
+    for name in ("sgd", "adam"):
+        runs[name] = run("mnist-mlp", name, seconds=seconds, quick=quick, seed=seed, task=task, progress=progress)
     return runs
 
 
-def damping_trace(batch_size=75, rs=(1.5, 1.01), updates=None, quick=None, seed=0, progress=False, mnist=None):
-    """The report's Fig. 1: the λ trace of HF at a small batch for several factors r."""
-    quick = is_quick(quick)
-    mnist = mnist if mnist is not None else mnist_data(quick)
+def damping_trace(batch_size=75, rs=(1.5, 1.01), updates=None, quick=None, seed=0, progress=True, task=None,
+                  **hf_options):
+    """The report's Fig. 1: the λ trace of HF at a small batch for several factors r. `hf_options`
+    override the preset (e.g. ``damping_min=1e-6`` for the report's setting without a floor)."""
+    quick = quick_mode(quick)
+    task = task if task is not None else task_data("mnist-mlp", quick, seed=seed)
     updates = updates or (30 if quick else 800)
-    runs = {}
-    for r in rs:
-        run = mnist_run("hf", batch_size, quick=quick, seed=seed, mnist=mnist, progress=progress, r=r,
-                        label=f"r = {r}", epochs=-(-updates * batch_size // len(mnist[0][0])),
-                        eval_every=10 ** 9, max_updates=updates)
-        run.history.records = run.history.records[:updates]
-        runs[f"r={r}"] = run
-    return runs
+    epochs = -(-updates * batch_size // len(task[0][0]))
+    return {f"r={r}": run("mnist-mlp", "hf", batch_size=batch_size, epochs=epochs, max_updates=updates,
+                          eval_every=10 ** 9, quick=quick, seed=seed, task=task, label=f"r = {r}",
+                          progress=progress, **{**hf_options, "r": r})
+            for r in rs}
 
 
-def pcg_vs_cg(batch_size=100, seconds=None, quick=None, seed=0, progress=False, mnist=None):
+def pcg_vs_cg(batch_size=100, seconds=None, quick=None, seed=0, progress=True, task=None):
     """The report's Fig. 4: HF with Martens' preconditioner against plain CG."""
-    quick = is_quick(quick)
-    mnist = mnist if mnist is not None else mnist_data(quick)
+    quick = quick_mode(quick)
+    task = task if task is not None else task_data("mnist-mlp", quick, seed=seed)
     seconds = seconds or (15 if quick else 600)
-    return {name: mnist_run("hf", batch_size, seconds, quick=quick, seed=seed, mnist=mnist, progress=progress,
-                            preconditioner=pre, label=label)
+    return {name: run("mnist-mlp", "hf", batch_size=batch_size, seconds=seconds, quick=quick, seed=seed, task=task,
+                      preconditioner=pre, label=label, progress=progress)
             for name, pre, label in (("pcg", "martens", "PCG (Martens)"), ("cg", "none", "CG"))}
 
 
-def autoencoder(optimizers=("hf", "adam"), sizes=None, seconds=None, quick=None, batch_size=None, seed=0,
-                progress=False, mnist=None, hf_options=None):
-    """Martens' (2010) deep autoencoder on MNIST without pretraining: HF against Adam.
-
-    The net is 784-1000-500-250-30 and its mirror (logistic units, linear code), trained with
-    the sigmoid cross-entropy matching loss on the pixel intensities, from Martens' sparse
-    initialisation. Quick mode uses a small 784-64-16 autoencoder. `val_loss` is measured
-    on the test images.
-    """
-    quick = is_quick(quick)
-    (x, _), (xt, _) = mnist if mnist is not None else mnist_data(quick)
-    sizes = sizes or ((784, 64, 16) if quick else (784, 1000, 500, 250, 30))
+def autoencoder(optimizers=("hf", "adam"), seconds=None, quick=None, seed=0, progress=True, task=None,
+                hf_options=None):
+    """Martens' (2010) deep autoencoder on MNIST without pretraining: HF against first-order methods
+    under the same time budget. Quick mode uses a small 784-64-16 autoencoder; `val_loss` is the
+    reconstruction loss on the test images."""
+    quick = quick_mode(quick)
+    p = PRESETS["autoencoder"]
+    if quick:
+        p = dataclasses.replace(p, network="autoencoder_small")
+    task = task if task is not None else task_data(p, quick, seed=seed)
     seconds = seconds or (15 if quick else 1200)
-    runs = {}
-    for name in optimizers:
-        net = models.sparse_init(models.deep_autoencoder(sizes, seed=seed), seed=seed)
-        if name == "hf":
-            options = {"damping": 45.0, **(hf_options or {})}
-            trainer = HessianFree(net, "sigmoid_cross_entropy", seed=seed, **options)
-            batch, label = batch_size or 1000, "HF"
-        else:
-            trainer = FirstOrder(net, "sigmoid_cross_entropy", name, learning_rate=1e-3 if name == "adam" else 0.1,
-                                 seed=seed)
-            batch, label = 128 if name == "adam" else 100, name.upper() if name == "sgd" else "Adam"
-            options = {"learning_rate": trainer.optimizer.learning_rate.numpy().item()}
-        batch = min(batch, len(x))
-        trainer.fit((x, x), epochs=1000, batch_size=batch, validation_data=(xt, xt),
-                    validation_every=5 if name == "hf" else 50, max_seconds=seconds, progress=progress)
-        runs[name] = Run(label, trainer.history, net, trainer, dict(batch_size=batch, sizes=sizes, **options))
-    return runs
+    return {name: run(p, name, seconds=seconds, epochs=1000, quick=quick, seed=seed, task=task, progress=progress,
+                      eval_every=5 if name == "hf" else 50, label="HF" if name == "hf" else None,
+                      **((hf_options or {}) if name == "hf" else {}))
+            for name in optimizers}
+
+
+__all__ = ["PRESETS", "Preset", "REPORT_ALGORITHM", "Run", "autoencoder", "damping_trace", "mnist_compare",
+           "mnist_data", "pcg_vs_cg", "preset", "quick_mode", "run", "sine", "sine_summary", "task_data",
+           "time_to", "updater"]

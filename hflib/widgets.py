@@ -17,10 +17,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import cg as _cg
+from . import checks
 from . import data, models
 from .curvature import DampedGGN
 from .optimizer import HessianFree
-from .training import History
+from .training import fit
 
 
 # ------------------------------------------------------------------ r and λ₀
@@ -32,22 +33,19 @@ def _sine_trainer(batch_size, seed):
     return hf, model.get_weights(), (x, y)
 
 
-def damping_study(r, damping0=1.0, updates=30, batch_size=100, seed=0):
+def damping_study(r, initial_damping=1.0, updates=30, batch_size=100, seed=0):
     """Train the sine net from the same start for `updates` HF updates with factor r and λ₀.
 
     Returns the History (λ trace in `damping`, batch loss in `loss`). Deterministic.
     """
-    if not r > 1:
-        raise ValueError(f"r: expected a factor r > 1, got {r}")
-    if not damping0 > 0:
-        raise ValueError(f"damping0: expected λ₀ > 0, got {damping0}")
+    checks.factor(r, "r")
+    checks.positive(initial_damping, "initial_damping")
     hf, initial, (x, y) = _sine_trainer(batch_size, seed)
     hf.model.set_weights(initial)
-    hf.reset(damping=damping0, r=r)
+    hf.reset(damping=initial_damping, r=r)
     hf.iterations.assign(0)
-    hf.history = History()
     epochs = -(-updates * batch_size // len(x))
-    return hf.fit((x, y), epochs=epochs, batch_size=batch_size, max_updates=updates, progress=False)
+    return fit(hf, (x, y), epochs=epochs, batch_size=batch_size, max_updates=updates, progress=False)
 
 
 def plot_damping_study(history, r, axes=None):
@@ -68,18 +66,18 @@ def damping_view(updates=30, batch_size=100):
     """Sliders for r and λ₀ that rerun `damping_study` and redraw its plots."""
     import ipywidgets as w
 
-    def show(r, damping0):
-        history = damping_study(r, damping0, updates=updates, batch_size=batch_size)
+    def show(r, initial_damping):
+        history = damping_study(r, initial_damping, updates=updates, batch_size=batch_size)
         plot_damping_study(history, r)
         plt.show()
-        print(f"r = {r:.3f}, λ₀ = {damping0:.3g}: final λ = {history['damping'][-1]:.3g}, "
+        print(f"r = {r:.3f}, λ₀ = {initial_damping:.3g}: final λ = {history['damping'][-1]:.3g}, "
               f"final batch loss = {history['loss'][-1]:.4f}")
 
     return w.interactive(
         show,
         r=w.FloatSlider(value=1.5, min=1.005, max=3.0, step=0.005, readout_format=".3f", description="r",
                         continuous_update=False),
-        damping0=w.FloatLogSlider(value=1.0, base=10, min=-3, max=2, step=0.25, description="λ₀",
+        initial_damping=w.FloatLogSlider(value=1.0, base=10, min=-3, max=2, step=0.25, description="λ₀",
                                   continuous_update=False))
 
 
