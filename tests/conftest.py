@@ -10,6 +10,10 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from hflib.quiet import import_tensorflow  # noqa: E402
+
+import_tensorflow()          # TensorFlow without its start-up log lines
+
 # MNIST for tests and notebook runs: HFLIB_DATA_DIR if set, else the shared copy beside the checkout
 # (test code may name it; the library never does).
 _SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

@@ -119,6 +119,20 @@ def independent_jacobian(model, x):
     return np.concatenate([np.reshape(p.numpy(), (b, m, -1)) for p in parts], axis=-1), z.numpy()
 
 
+def forward_mode_ggn_vp(model, loss, x, v, order="eq34"):
+    """G·v by a forward-mode JVP (tf.autodiff.ForwardAccumulator) then a reverse-mode VJP: an
+    implementation independent of hflib's cached linearisation (which transposes the VJP)."""
+    loss = hflib.losses.get(loss)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        with tf.autodiff.ForwardAccumulator([w.value for w in variables], v) as acc:
+            z = model(x)
+            yhat = loss.phi(z)
+        u, out = (acc.jvp(yhat), z) if order == "eq34" else (acc.jvp(z), yhat)
+    u = tf.stop_gradient(u) / tf.cast(tf.shape(z)[0], z.dtype)
+    return tape.gradient(out, variables, output_gradients=u)
+
+
 def _stateless_loss(model, loss, x, y):
     """f(θ_flat): the batch loss as a function of one flat parameter tensor."""
     shapes = [tuple(v.shape) for v in model.trainable_variables]

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hflib import data
+from hflib import data, experiments
+from hflib.data import mnist as mnist_module
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -42,9 +43,7 @@ def _isolated_env(monkeypatch, tmp_path):
     def no_network(*args, **kwargs):
         raise AssertionError("tests must not download")
 
-    import keras
-
-    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    monkeypatch.setattr(mnist_module, "_fetch", no_network)
 
 
 @pytest.fixture(scope="module")
@@ -200,20 +199,20 @@ def test_truncated_gz_file_is_rejected(idx_copy):
 def test_parse_idx_checks_magic_dims_and_size(tmp_path):
     header = np.array([2049, 3], dtype=">u4").tobytes()
     good = header + bytes([1, 2, 3])
-    labels = data._parse_idx(good, 2049, (3,), "f")
+    labels = mnist_module._parse_idx(good, 2049, (3,), "f")
     assert labels.tolist() == [1, 2, 3] and not labels.flags.writeable
     with pytest.raises(ValueError, match="magic"):
-        data._parse_idx(good, 2051, (3,), "f")
+        mnist_module._parse_idx(good, 2051, (3,), "f")
     with pytest.raises(ValueError, match="dimensions"):
-        data._parse_idx(good, 2049, (4,), "f")
+        mnist_module._parse_idx(good, 2049, (4,), "f")
     with pytest.raises(ValueError, match="data bytes"):
-        data._parse_idx(good[:-1], 2049, (3,), "f")
+        mnist_module._parse_idx(good[:-1], 2049, (3,), "f")
     with pytest.raises(ValueError, match="header"):
-        data._parse_idx(b"\x00\x00", 2049, (3,), "f")
+        mnist_module._parse_idx(b"\x00\x00", 2049, (3,), "f")
 
 
 def test_carried_sums_match_the_shared_readme_copy():
-    sums = data._expected_sums()
+    sums = mnist_module._expected_sums()
     assert set(sums) == set(data.IDX_FILES)
     if MNIST_DIR is not None and (MNIST_DIR / "SHA256SUMS.idx").is_file():
         shared = (MNIST_DIR / "SHA256SUMS.idx").read_text().split()
@@ -229,7 +228,7 @@ def test_offline_without_files_says_how_to_provide_them(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         data.load_mnist(cache_dir=tmp_path, download=False)
     message = str(info.value)
-    for hint in ("HFLIB_DATA_DIR", "path=", "download=True", ".gz",
+    for hint in ("HFLIB_DATA_DIR", "path=", "make data", ".gz",
                  "train-images-idx3-ubyte"):
         assert hint in message
 
@@ -249,12 +248,10 @@ def test_env_var_pointing_nowhere_is_an_error(monkeypatch, tmp_path):
 
 
 def test_failed_download_is_a_runtime_error_with_instructions(monkeypatch, tmp_path):
-    import keras
-
     def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on mnist.npz: None -- no network")
+        raise OSError("URL fetch failure on mnist.npz: None -- no network")
 
-    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr(mnist_module, "_fetch", offline)
     with pytest.raises(RuntimeError, match="HFLIB_DATA_DIR"):
         data.load_mnist(cache_dir=tmp_path / "cache", download=True)
     assert list((tmp_path / "cache").iterdir()) == []
@@ -266,18 +263,15 @@ def test_download_goes_atomically_into_the_cache(monkeypatch, tmp_path, mnist):
     npz = tmp_path / "served.npz"
     np.savez(npz, x_train=_as_uint8(x_train), y_train=y_train.astype(np.uint8),
              x_test=_as_uint8(x_test), y_test=y_test.astype(np.uint8))
-    monkeypatch.setattr(data, "NPZ_SHA256", hashlib.sha256(npz.read_bytes()).hexdigest())
-    import keras
-
+    monkeypatch.setattr(mnist_module, "NPZ_SHA256", hashlib.sha256(npz.read_bytes()).hexdigest())
     calls = []
 
-    def fake_get_file(fname, origin, file_hash, cache_dir, cache_subdir):
-        calls.append(cache_dir)
-        target = Path(cache_dir, cache_subdir, fname)
-        shutil.copy(npz, target)
-        return str(target)
+    def fake_fetch(url, path, timeout):
+        calls.append(Path(path).parent)
+        assert timeout == mnist_module.DOWNLOAD_TIMEOUT
+        shutil.copy(npz, path)
 
-    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    monkeypatch.setattr(mnist_module, "_fetch", fake_fetch)
     cache = tmp_path / "cache"
     (_, got_y), (got_x, _) = data.load_mnist(cache_dir=cache, download=True)
     np.testing.assert_array_equal(got_y, y_train)
@@ -303,6 +297,30 @@ def test_download_goes_atomically_into_the_cache(monkeypatch, tmp_path, mnist):
 # --------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------
+
+
+def test_download_that_never_answers_times_out(monkeypatch, tmp_path):
+    """A server that accepts the connection but never sends a byte: the download gives up after
+    the timeout with instructions, instead of hanging."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    monkeypatch.setattr(mnist_module, "NPZ_URL", f"http://127.0.0.1:{server.getsockname()[1]}/mnist.npz")
+    monkeypatch.setattr(mnist_module, "DOWNLOAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(mnist_module, "_fetch", _real_fetch)
+    try:
+        with pytest.raises(RuntimeError, match="HFLIB_DATA_DIR"):
+            data.load_mnist(cache_dir=tmp_path / "cache", download=True)
+    finally:
+        server.close()
+
+
+_real_fetch = mnist_module._fetch
 
 
 @pytest.mark.parametrize(
@@ -440,4 +458,4 @@ def test_quick_mode(monkeypatch, value, expected):
         monkeypatch.delenv("HFLIB_QUICK", raising=False)
     else:
         monkeypatch.setenv("HFLIB_QUICK", value)
-    assert data.quick_mode() is expected
+    assert experiments.quick_mode() is expected
