@@ -30,9 +30,9 @@ def number(value, name, *, low=None, high=None, low_open=False, high_open=False)
     if not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name}: expected a number {'>' if low_open else '≥'} {low}, got {value}")
+        raise ValueError(f"{name}: expected a number {'>' if low_open else '≥'} {low:g}, got {value:g}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name}: expected a number {'<' if high_open else '≤'} {high}, got {value}")
+        raise ValueError(f"{name}: expected a number {'<' if high_open else '≤'} {high:g}, got {value:g}")
     return value
 
 

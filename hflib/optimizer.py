@@ -260,7 +260,7 @@ class HessianFree(tf.Module):
         # 8. the step t·p; the warm start keeps CG's last iterate (not the backtracked one)
         rate = tf.where(finite, rate, tf.zeros_like(rate))
         accepted = rate > 0
-        step = [rate * pi for pi in p]
+        step = [tf.where(accepted, rate * pi, tf.zeros_like(pi)) for pi in p]     # 0·NaN would be NaN
         previous = [tf.where(finite, xi, tf.zeros_like(xi)) for xi in res.x]
         record = {"loss": data_loss, "objective": f_grad, "loss_curvature_batch": f_old,
                   "loss_after": tf.where(accepted, f_rate, f_old), "damping": lam, "rho": rho,

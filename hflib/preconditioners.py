@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from . import losses as _losses
+from . import checks
 from .checks import inputs as check_inputs, trainable_variables
 
 NAMES = ("martens", "report", "chapelle_erhan", "none")
@@ -29,8 +30,8 @@ ALPHA = 0.75
 
 def damped_power(diagonal, damping, alpha=ALPHA):
     """M = (D + λ)^α elementwise."""
-    if isinstance(damping, (int, float)) and not damping > 0:
-        raise ValueError(f"damping: expected λ > 0, got {damping}")
+    if not tf.is_tensor(damping):
+        damping = checks.positive(damping, "damping")
     # tf.cast(python_float, float64) would round λ to float32 first; tf.constant keeps it exact
     def lam(dtype):
         return tf.cast(damping, dtype) if tf.is_tensor(damping) else tf.constant(damping, dtype)

@@ -30,9 +30,9 @@ SCRIPT = textwrap.dedent("""
         single = models.mlp((20, 16, 10), activation="tanh", seed=0, dtype="float64")
         with strategy.scope():
             replicated = models.mlp((20, 16, 10), activation="tanh", seed=0, dtype="float64")
-            hf_d = hflib.HessianFree(replicated, "softmax_cross_entropy", damping=1.0, strategy=strategy,
+            hf_d = hflib.HessianFree(replicated, "softmax_cross_entropy", initial_damping=1.0, strategy=strategy,
                                      preconditioner=pre)
-        hf_s = hflib.HessianFree(single, "softmax_cross_entropy", damping=1.0, preconditioner=pre)
+        hf_s = hflib.HessianFree(single, "softmax_cross_entropy", initial_damping=1.0, preconditioner=pre)
         for step in range(3):
             rs, rd = hf_s.step(x, y), hf_d.step(x, y)
             for key in ("loss", "rho", "damping", "cg_iters", "rate", "step_norm"):
