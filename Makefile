@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 
-.PHONY: setup demo test test-fast notebooks lab student bench clean
+.PHONY: setup data demo test test-fast notebooks lab student bench clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -e .
 	touch $(STAMP)
+
+## MNIST once into ~/.cache/hflib/mnist, SHA-256 verified (or set HFLIB_DATA_DIR to a folder of IDX files)
+data: setup
+	$(BIN)/python -m hflib data
 
 ## The main job: HF vs SGD on the report's sine task; prints a table, saves runs/demo/*.png
 demo: setup

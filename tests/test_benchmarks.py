@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["bench_products.py", "bench_sine.py", "bench_mnist_epoch.py", "bench_time_to_accuracy.py"]
 
 
+@pytest.mark.mnist
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_quick_mode_runs(script):
     results = ROOT / "benchmarks" / "RESULTS.md"

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import checks
 
-__all__ = ["load_mnist"]
+__all__ = ["load_mnist", "locate"]
 
 DATA_DIR_ENV = "HFLIB_DATA_DIR"
 CACHE_DIR_ENV = "HFLIB_CACHE_DIR"
@@ -87,6 +87,21 @@ def load_mnist(
 # --------------------------------------------------------------------------
 # Finding the source
 # --------------------------------------------------------------------------
+
+
+def locate(path=None, cache_dir=None):
+    """Where `load_mnist` would read MNIST from without downloading: a folder of IDX files or a
+    cached ``mnist.npz``, or None when neither is there. Nothing is read or verified."""
+    try:
+        data_dir = _data_dir(path)
+    except FileNotFoundError:
+        return None
+    if data_dir is not None:
+        return data_dir if _idx_paths(data_dir, required=False) is not None else None
+    cache = _cache_dir(cache_dir)
+    if _idx_paths(cache, required=False) is not None:
+        return cache
+    return cache / NPZ_NAME if (cache / NPZ_NAME).is_file() else None
 
 
 def _load_raw(path, cache_dir, download):
