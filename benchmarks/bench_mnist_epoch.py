@@ -12,6 +12,7 @@ from common import is_quick, parser, peak_rss_delta, write_results  # noqa: I001
 
 import numpy as np
 
+import hflib
 from hflib import experiments
 
 
@@ -26,19 +27,18 @@ def main():
     result = {}
 
     def epoch():
-        result["run"] = experiments.mnist_run("hf", args.batch_size, epochs=1, quick=quick, mnist=mnist,
-                                              eval_every=10 ** 9)
+        result["run"] = experiments.run("mnist-mlp", "hf", batch_size=args.batch_size, epochs=1, quick=quick,
+                                        task=mnist, eval_every=10 ** 9, progress=False)
 
     memory = peak_rss_delta(epoch)
     run = result["run"]
     h = run.history
-    test = run.trainer.evaluate(*mnist[1])
+    test = hflib.evaluate(run.model, "softmax_cross_entropy", *mnist[1])
     lines = [f"| images | batch | updates | wall time (training) | s / update | mean CG iterations | peak memory growth | test error after the epoch |",
              "|---|---|---|---|---|---|---|---|",
              f"| {len(mnist[0][0]):,} | {args.batch_size} | {len(h)} | {h['time'][-1]:.1f} s | {h['time'][-1] / len(h):.2f} | "
              f"{np.mean(h['cg_iters']):.1f} | {memory / 2**20:.0f} MiB | {100 * test['error']:.2f}% |",
-             "", "HF with hflib's defaults (Martens' preconditioner, stopping rule, warm start 0.95, backtracking, "
-             "line search), λ₀ = 1, r = 1.5. Wall time excludes compilation and evaluation; peak memory is the "
+             "", f"HF with the mnist-mlp preset: {run.settings}. Wall time excludes compilation and evaluation; peak memory is the "
              "growth of the process's peak RSS during the epoch (data already loaded)."]
     write_results("bench_mnist_epoch.py — one HF epoch, MLP 784-800-10", lines, args)
 

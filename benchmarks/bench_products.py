@@ -19,6 +19,7 @@ import hflib
 from hflib import models
 from hflib.cg import pcg
 from hflib.curvature import _ggn_vector_product, linearize
+from hflib.training import warm_up
 from hflib.vectors import axpy
 
 
@@ -71,9 +72,9 @@ def measure(name, model, shape, loss_name, batch, cg_iters):
     weights = [w.numpy() for w in variables]
     updates = {}
     for label, options in UPDATE_CONFIGS.items():
-        hf = hflib.HessianFree(model, loss, damping=1.0, min_iters=cg_iters, max_iters=cg_iters, tol=1e-30,
+        hf = hflib.HessianFree(model, loss, initial_damping=1.0, min_iters=cg_iters, max_iters=cg_iters, tol=1e-30,
                                **options)
-        hf.trace(x, y)
+        warm_up(hf, x, y)
 
         def hf_step():
             record = hf.step(x, y)
@@ -114,10 +115,10 @@ def probe(name, kind, cg_iters):
     x = tf.constant(rng.uniform(size=(batch, *shape)).astype("float32"))
     y = tf.constant(rng.integers(0, 10, size=batch)) if loss_name == "softmax_cross_entropy" else x
     if kind == "gradient":
-        opt = hflib.FirstOrder(model, loss, "sgd", learning_rate=0.0)
+        opt = hflib.FirstOrder(model, loss, "sgd", learning_rate=1e-30)
     else:
-        opt = hflib.HessianFree(model, loss, damping=1.0, min_iters=cg_iters, max_iters=cg_iters, tol=1e-30)
-    opt._compiled.get_concrete_function(x, y)
+        opt = hflib.HessianFree(model, loss, initial_damping=1.0, min_iters=cg_iters, max_iters=cg_iters, tol=1e-30)
+    warm_up(opt, x, y)
     print(peak_rss_delta(lambda: opt.step(x, y)))
 
 

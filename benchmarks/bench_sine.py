@@ -17,7 +17,7 @@ def main():
     quick = is_quick(args)
     if quick:
         args.no_write = True
-    runs = experiments.sine(quick=quick)
+    runs = experiments.sine(quick=quick, progress=False)
     s = experiments.sine_summary(runs)
     lines = [f"Target training loss (the loss both reach, ×1.05): {s['target_loss']:.4f}. SGD grid "
              f"{ {k: round(v, 4) for k, v in runs['sgd_grid'].items()} } → η = {runs['sgd'].settings['learning_rate']}.", "",

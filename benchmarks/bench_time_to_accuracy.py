@@ -38,12 +38,13 @@ def main():
     mnist = experiments.mnist_data(quick)
     hf_options = json.loads(args.hf_options)
     runs = {
-        "HF": experiments.mnist_run("hf", args.hf_batch, args.hf_seconds, quick=quick, mnist=mnist,
-                                    eval_every=args.eval_every or (2 if quick else 25), **hf_options),
-        "Adam": experiments.mnist_run("adam", 128, args.baseline_seconds, quick=quick, mnist=mnist,
-                                      eval_every=5 if quick else 100),
-        "SGD": experiments.mnist_run("sgd", 100, args.baseline_seconds, quick=quick, mnist=mnist,
-                                     eval_every=5 if quick else 100),
+        "HF": experiments.run("mnist-mlp", "hf", batch_size=args.hf_batch, seconds=args.hf_seconds, epochs=1000,
+                              quick=quick, task=mnist, eval_every=args.eval_every or (2 if quick else 25),
+                              progress=False, **hf_options),
+        "Adam": experiments.run("mnist-mlp", "adam", seconds=args.baseline_seconds, epochs=1000, quick=quick,
+                                task=mnist, eval_every=5 if quick else 100, progress=False),
+        "SGD": experiments.run("mnist-mlp", "sgd", seconds=args.baseline_seconds, epochs=1000, quick=quick,
+                               task=mnist, eval_every=5 if quick else 100, progress=False),
     }
     header = "| method | settings | best test error (at s) | " + " | ".join(f"s to ≤ {100 * t:g}%" for t in THRESHOLDS) + " |"
     lines = [header, "|" + "---|" * (3 + len(THRESHOLDS))]
@@ -55,7 +56,8 @@ def main():
         best = int(np.nanargmin(err))
         cells = [f"{experiments.time_to(h, 'val_error', t):.0f}" if not np.isnan(experiments.time_to(h, 'val_error', t))
                  else "—" for t in THRESHOLDS]
-        settings = ", ".join(f"{k}={v}" for k, v in run.settings.items())
+        settings = ", ".join(f"{k}={run.settings[k]}" for k in ("batch_size", "learning_rate", "initial_damping",
+                                                                     "damping_min", "r") if k in run.settings)
         lines.append(f"| {name} | {settings} | {100 * err[best]:.2f}% ({h['time'][best]:.0f} s) | " + " | ".join(cells) + " |")
     hf_975 = experiments.time_to(runs["HF"].history, "val_error", 0.025)
     adam_975 = experiments.time_to(runs["Adam"].history, "val_error", 0.025)

@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from hflib.quiet import import_tensorflow  # noqa: E402
+
+import_tensorflow()
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
@@ -30,7 +32,7 @@ def parser(description):
 
 
 def is_quick(args):
-    from hflib.data import quick_mode
+    from hflib.experiments import quick_mode
     return args.quick or quick_mode()
 
 
