@@ -78,7 +78,8 @@ _PASS_THROUGH = tuple(getattr(keras.layers, name) for name in (
     "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D"))
-CHUNK_ENTRIES = 2 ** 22
+CHUNK_ENTRIES = 2 ** 18      # entries of a chunk's per-example gradients (or patches) per layer
+_FEW_CHANNELS = 8             # below: patches from the examples-as-channels layout (faster, measured)
 
 
 def has_exact_rule(model):
@@ -128,12 +129,20 @@ def _patches(layer, a):
     """(B, P, K): the K = kh·kw·C_in inputs each of the P output positions sees (Dense: P = 1),
     ordered like the kernel's leading axes, so that z_i(p) = patch_i(p) · W."""
     if type(layer) is keras.layers.Dense:
-        return a[:, None, :]
+        return tf.expand_dims(a, 1)
     kh, kw = layer.kernel_size
-    sh, sw = layer.strides
-    p = tf.image.extract_patches(a, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1], rates=[1, 1, 1, 1],
-                                 padding=layer.padding.upper())
-    return tf.reshape(p, [tf.shape(a)[0], -1, kh * kw * a.shape[-1]])
+    c_in = a.shape[-1]
+
+    def extract(images):
+        return tf.image.extract_patches(images, sizes=[1, kh, kw, 1], strides=[1, *layer.strides, 1],
+                                        rates=[1, 1, 1, 1], padding=layer.padding.upper())
+    b, h, w = tf.unstack(tf.shape(a)[:3])
+    if c_in >= _FEW_CHANNELS:
+        return tf.reshape(extract(a), [b, -1, kh * kw * c_in])
+    # few channels: extract from one image with the examples as channels (a long innermost axis)
+    p = extract(tf.reshape(tf.transpose(a, [1, 2, 0, 3]), [1, h, w, -1]))    # (1, H', W', kh·kw·B·C_in)
+    p = tf.reshape(p, [-1, kh * kw, b, c_in])                                  # (P, kh·kw, B, C_in)
+    return tf.reshape(tf.transpose(p, [2, 0, 1, 3]), [b, -1, kh * kw * c_in])
 
 
 def _layerwise_fisher_diagonal(model, loss, x, y, chunk_size=None):
@@ -172,8 +181,8 @@ def _squared_gradient_sum(layer, a, delta, chunk_size=None):
     chunk by chunk (a batched product per chunk of examples)."""
     positions = delta.shape[1]
     if positions == 1:
-        patches = _patches(layer, a)[:, 0, :]
-        return tf.matmul(tf.square(patches), tf.square(delta[:, 0, :]), transpose_a=True)
+        patches = tf.squeeze(_patches(layer, a), 1)        # reshapes, no copies
+        return tf.matmul(tf.square(patches), tf.square(tf.squeeze(delta, 1)), transpose_a=True)
     k = math.prod(layer.kernel.shape[:-1])
     c_out = delta.shape[-1]
     chunk = chunk_size or max(1, CHUNK_ENTRIES // (k * max(c_out, positions or 1)))

@@ -90,7 +90,7 @@ def _dense(units, **kw):
 # input shape and layers of tiny float64 nets: strides, paddings, kernel sizes, bias on/off, pass-through layers
 CONV_NETS = {
     "strided_same_then_valid": ((7, 8, 2), lambda: [
-        _conv(3, 3, strides=2, padding="same", activation="relu"),
+        _conv(8, 3, strides=2, padding="same", activation="relu"),         # 8 channels on: direct patches
         _conv(2, (2, 3), strides=(1, 2), padding="valid", activation="tanh", use_bias=False),
         L.Flatten(dtype=F64), _dense(3)]),
     "one_by_one_and_pooling": ((6, 6, 1), lambda: [
@@ -180,13 +180,18 @@ def test_exact_rule_on_mnist_cnn_uses_whole_batch_in_budgeted_chunks(monkeypatch
     _assert_matches(pc.empirical_fisher_diagonal(model, "softmax_cross_entropy", x, y, max_examples=2), reference)
 
 
-def test_exact_rule_inside_tf_function_with_unknown_batch(no_pfor):
-    model, loss, x, y = _conv_problem("strided_same_then_valid")
+@pytest.mark.parametrize("name,spatial", [("strided_same_then_valid", False), ("even_kernel_same_stride_3", True)])
+def test_exact_rule_inside_tf_function_with_unknown_shapes(name, spatial, no_pfor):
+    """Batch size (and, with global pooling, the image size) unknown while tracing."""
+    model, loss, x, y = _conv_problem(name)
+    if spatial:
+        model = _sequential((None, None, x.shape[-1]), CONV_NETS[name][1]())
+    shape = [None, None, None, x.shape[-1]] if spatial else [None, *x.shape[1:]]
     diagonal = tf.function(lambda x, y: pc.empirical_fisher_diagonal(model, loss, x, y, chunk_size=2),
-                           input_signature=[tf.TensorSpec([None, *x.shape[1:]], tf.float64),
-                                            tf.TensorSpec([None], tf.int32)])
-    for n in (7, 4):
-        _assert_matches(diagonal(x[:n], y[:n]), _reference_diagonal(model, loss, x, y, n))
+                           input_signature=[tf.TensorSpec(shape, tf.float64), tf.TensorSpec([None], tf.int32)])
+    for n, h, w in ((7, 7, 8), (4, 7, 8)) + (((5, 9, 6),) if spatial else ()):
+        xs = np.random.default_rng(n).normal(size=(n, h, w, x.shape[-1]))
+        _assert_matches(diagonal(xs, y[:n]), _reference_diagonal(model, loss, xs, y, n))
 
 
 def test_exact_rule_skips_frozen_layers(no_pfor):
