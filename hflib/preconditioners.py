@@ -17,6 +17,8 @@ and differ in the curvature diagonal D:
 """
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -39,67 +41,161 @@ def damped_power(diagonal, damping, alpha=ALPHA):
 
 
 # ------------------------------------------------------------------ curvature diagonals
-def empirical_fisher_diagonal(model, loss, x, y, chunk_size=125, max_examples=None):
+def empirical_fisher_diagonal(model, loss, x, y, chunk_size=None, max_examples=None):
     """(1/N) Σ_i g_i ⊙ g_i from per-example gradients g_i, never a Python loop over examples.
 
-    For stacks of Dense layers the per-example gradient of a kernel is the outer
-    product a_i δ_iᵀ of the layer input and the back-propagated error, so
-    Σ_i g_i² = (a²)ᵀ(δ²): one matrix product per layer. Other models fall back
-    to vectorised (pfor) per-example Jacobians over chunks of `chunk_size`
-    examples; that costs about one gradient per example, so `max_examples`
-    (if set) averages over the first that many examples only — an unbiased
-    estimate when the batch is shuffled. The Dense-stack path always uses all.
+    Sequential models of Dense and Conv2D layers (and deterministic layers without
+    weights between them) take the exact per-layer rule of `_layerwise_fisher_diagonal`:
+    one forward and one reverse pass for the errors δ, then per layer the squared
+    per-example gradients, summed over the whole batch (about two gradients of cost).
+    Other models fall back to vectorised (pfor) per-example Jacobians, about one
+    gradient per example, so `max_examples` (if set) averages over the first that
+    many examples only — an unbiased estimate when the batch is shuffled; the exact
+    rule ignores it and always uses every example.
+
+    chunk_size: examples per chunk (memory bound). Default: 125 for pfor; for the exact
+      rule as many as keep each chunk's per-example gradients and patches under
+      `CHUNK_ENTRIES` entries per layer.
     """
     loss = _losses.get(loss)
     x = check_inputs(x)
     y = tf.convert_to_tensor(y)
     trainable_variables(model)
-    if _is_dense_stack(model):
-        return _fisher_diagonal_dense(model, loss, x, y)
+    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size: expected an integer ≥ 1 or None, got {chunk_size!r}")
+    if max_examples is not None and not (isinstance(max_examples, int) and max_examples >= 1):
+        raise ValueError(f"max_examples: expected an integer ≥ 1 or None, got {max_examples!r}")
+    if has_exact_rule(model):
+        return _layerwise_fisher_diagonal(model, loss, x, y, chunk_size)
     if max_examples is not None:
         x, y = x[:max_examples], y[:max_examples]
-    return _fisher_diagonal_pfor(model, loss, x, y, chunk_size)
+    return _fisher_diagonal_pfor(model, loss, x, y, chunk_size or 125)
 
 
-def _is_dense_stack(model):
-    """A Sequential model whose only trainable layers are Dense layers acting on vectors."""
+# deterministic layers without weights: the exact rule runs them as they are
+_PASS_THROUGH = tuple(getattr(keras.layers, name) for name in (
+    "Identity", "Flatten", "Reshape", "Permute", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D"))
+CHUNK_ENTRIES = 2 ** 18      # entries of a chunk's per-example gradients (or patches) per layer
+_FEW_CHANNELS = 8             # below: patches from the examples-as-channels layout (faster, measured)
+
+
+def has_exact_rule(model):
+    """True when `empirical_fisher_diagonal` uses the exact per-layer rule (else the pfor fallback):
+    a Sequential model, each layer used once, made of Dense layers on vectors, Conv2D layers
+    (channels_last, 'same'/'valid', dilation 1, one group) and `_PASS_THROUGH` layers.
+    Exact types only: a subclass may change `call`. LoRA or quantised layers fall back."""
     if not isinstance(model, keras.Sequential):
         return False
-    for layer in model.layers:
-        if layer.trainable_weights and not isinstance(layer, keras.layers.Dense):
-            return False
-        if isinstance(layer, keras.layers.Dense) and len(layer.input.shape) != 2:
-            return False
-    return True
+    layers = model.layers
+    if len({id(layer) for layer in layers}) != len(layers):
+        return False
+    return all(_is_linear_layer(layer) or (type(layer) in _PASS_THROUGH and not layer.weights)
+               for layer in layers)
 
 
-def _fisher_diagonal_dense(model, loss, x, y):
-    inputs, errors, dense = [], [], []
+def _is_linear_layer(layer):
+    """A Dense or Conv2D layer whose pre-activation this module can rebuild: z = patches · W + b."""
+    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+        return False
+    if type(layer) is keras.layers.Dense:
+        return _input_rank(layer) == 2
+    if type(layer) is keras.layers.Conv2D:
+        return (layer.data_format == "channels_last" and layer.padding in ("same", "valid")
+                and tuple(layer.dilation_rate) == (1, 1) and layer.groups == 1)
+    return False
+
+
+def _input_rank(layer):
+    try:
+        return len(layer.input.shape)
+    except (AttributeError, ValueError):
+        return None
+
+
+def _pre_activation(layer, a):
+    """The layer's linear part z = conv(a, W) + b or a W + b, in its compute dtype."""
+    kernel = tf.cast(layer.kernel, layer.compute_dtype)
+    if type(layer) is keras.layers.Dense:
+        z = tf.matmul(a, kernel)
+    else:
+        z = tf.nn.convolution(a, kernel, strides=layer.strides, padding=layer.padding.upper())
+    return z + tf.cast(layer.bias, layer.compute_dtype) if layer.use_bias else z
+
+
+def _patches(layer, a):
+    """(B, P, K): the K = kh·kw·C_in inputs each of the P output positions sees (Dense: P = 1),
+    ordered like the kernel's leading axes, so that z_i(p) = patch_i(p) · W."""
+    if type(layer) is keras.layers.Dense:
+        return tf.expand_dims(a, 1)
+    kh, kw = layer.kernel_size
+    c_in = a.shape[-1]
+
+    def extract(images):
+        return tf.image.extract_patches(images, sizes=[1, kh, kw, 1], strides=[1, *layer.strides, 1],
+                                        rates=[1, 1, 1, 1], padding=layer.padding.upper())
+    b, h, w = tf.unstack(tf.shape(a)[:3])
+    if c_in >= _FEW_CHANNELS:
+        return tf.reshape(extract(a), [b, -1, kh * kw * c_in])
+    # few channels: extract from one image with the examples as channels (a long innermost axis)
+    p = extract(tf.reshape(tf.transpose(a, [1, 2, 0, 3]), [1, h, w, -1]))    # (1, H', W', kh·kw·B·C_in)
+    p = tf.reshape(p, [-1, kh * kw, b, c_in])                                  # (P, kh·kw, B, C_in)
+    return tf.reshape(tf.transpose(p, [2, 0, 1, 3]), [b, -1, kh * kw * c_in])
+
+
+def _layerwise_fisher_diagonal(model, loss, x, y, chunk_size=None):
+    """Martens' diagonal by layers (report §III.E). With zero probes added to every pre-activation,
+    one reverse pass of Σ_i ℓ_i gives δ_i(p) = ∂ℓ_i/∂z_i(p); the per-example gradients are
+    g_i(W) = Σ_p patch_i(p) ⊗ δ_i(p) and g_i(b) = Σ_p δ_i(p)."""
+    records = []
     with tf.GradientTape() as tape:
         a = x
         for layer in model.layers:
-            if not isinstance(layer, keras.layers.Dense):
+            if not (_is_linear_layer(layer) and layer.trainable_weights):
                 a = layer(a)
                 continue
-            pre = tf.matmul(tf.cast(a, layer.kernel.dtype), layer.kernel)
-            if layer.use_bias:
-                pre = pre + layer.bias
-            probe = tf.zeros_like(pre)       # ∂ℓ_i/∂probe = δ_i, row by row
+            a = tf.cast(a, layer.compute_dtype)
+            z = _pre_activation(layer, a)
+            probe = tf.zeros_like(z)
             tape.watch(probe)
-            inputs.append(a)
-            errors.append(probe)
-            dense.append(layer)
-            a = layer.activation(pre + probe)
+            records.append((layer, a, probe))
+            a = layer.activation(z + probe)
         total = tf.reduce_sum(loss.per_example(a, loss.targets(y, a)))
-    deltas = tape.gradient(total, errors)
+    deltas = tape.gradient(total, [probe for _, _, probe in records])
     n = tf.cast(tf.shape(x)[0], deltas[0].dtype)
     by_variable = {}
-    for layer, a, delta in zip(dense, inputs, deltas):
-        d2 = tf.square(delta)
-        by_variable[id(layer.kernel)] = tf.matmul(tf.square(a), d2, transpose_a=True) / n
+    for (layer, a, _), delta in zip(records, deltas):
+        delta = tf.reshape(delta, [tf.shape(delta)[0], -1, delta.shape[-1]])      # (B, P, C_out)
+        kernel = _squared_gradient_sum(layer, a, delta, chunk_size)
+        by_variable[id(layer.kernel)] = tf.reshape(kernel, layer.kernel.shape) / n
         if layer.use_bias:
-            by_variable[id(layer.bias)] = tf.reduce_sum(d2, axis=0) / n
+            by_variable[id(layer.bias)] = tf.reduce_sum(tf.square(tf.reduce_sum(delta, axis=1)), axis=0) / n
     return [by_variable[id(v)] for v in model.trainable_variables]
+
+
+def _squared_gradient_sum(layer, a, delta, chunk_size=None):
+    """Σ_i (Σ_p patch_i(p) δ_i(p)ᵀ)², (K, C_out). With one position (Dense, or a convolution with
+    a 1×1 output) this is (a²)ᵀ(δ²), one product; otherwise the per-example gradients are formed
+    chunk by chunk (a batched product per chunk of examples)."""
+    positions = delta.shape[1]
+    if positions == 1:
+        patches = tf.squeeze(_patches(layer, a), 1)        # reshapes, no copies
+        return tf.matmul(tf.square(patches), tf.square(tf.squeeze(delta, 1)), transpose_a=True)
+    k = math.prod(layer.kernel.shape[:-1])
+    c_out = delta.shape[-1]
+    chunk = chunk_size or max(1, CHUNK_ENTRIES // (k * max(c_out, positions or 1)))
+    n = tf.shape(a)[0]
+
+    def body(start, total):
+        patches = _patches(layer, a[start:start + chunk])
+        g = tf.matmul(patches, delta[start:start + chunk], transpose_a=True)      # (chunk, K, C_out)
+        return start + chunk, total + tf.reduce_sum(tf.square(g), axis=0)
+
+    total = tf.zeros([k, c_out], delta.dtype)
+    return tf.while_loop(lambda start, _: start < n, body, (tf.constant(0), total))[1]
 
 
 def _fisher_diagonal_pfor(model, loss, x, y, chunk_size):
