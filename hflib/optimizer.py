@@ -59,8 +59,9 @@ class HFConfig:
       damping_min, damping_max: λ is kept in this range.
       curvature_batch_size: if set, G·v, ρ and the line search use only the first n examples of each
         (shuffled) batch, while the gradient uses all of it (Martens: gradient on more data).
-      fisher_examples: Martens' diagonal for models without a per-layer rule averages over at most
-        this many examples (per-example gradients cost about a gradient each there); None: all.
+      fisher_examples: Martens' diagonal for models without the exact per-layer rule (Dense and
+        Conv2D stacks have one, see `preconditioners.has_exact_rule`) averages over at most this many
+        examples (per-example gradients cost about a gradient each there); None: all.
       weight_decay: w of an L2 term ½·w‖θ‖² added to the objective, with its curvature w·I
         (Martens' demo: 2e-5); 0 disables it.
     """

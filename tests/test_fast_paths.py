@@ -1,7 +1,7 @@
 """The fast paths against the generic ones on bigger nets than the dense-matrix tests use:
 the cached linearisation (`linearize`, whose JVP is the transpose of its VJP) against an
-independent forward-mode (ForwardAccumulator) JVP + VJP product, and the Dense-stack
-empirical-Fisher diagonal against per-example Jacobians (pfor)."""
+independent forward-mode (ForwardAccumulator) JVP + VJP product, and the exact per-layer
+empirical-Fisher diagonal (Dense and Conv2D) against per-example Jacobians (pfor)."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -53,18 +53,23 @@ def test_linearize_matches_naive_product_on_mlp_float32():
     _compare_cached_with_naive(model, "softmax_cross_entropy", x, y, 1e-4)
 
 
+def _exact_against_pfor(model, x, y, chunk):
+    loss = get_loss("softmax_cross_entropy")
+    assert preconditioners.has_exact_rule(model)
+    fast = hflib.flatten(preconditioners._layerwise_fisher_diagonal(model, loss, x, y)).numpy()
+    slow = hflib.flatten(preconditioners._fisher_diagonal_pfor(model, loss, x, y, chunk)).numpy()
+    np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-14)
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 def test_dense_fisher_diagonal_matches_pfor(activation):
     model = models.mlp((30, 40, 20, 10), activation=activation, seed=4, dtype="float64")
     rng = np.random.default_rng(3)
-    x = tf.constant(rng.normal(size=(64, 30)))
-    y = tf.constant(rng.integers(0, 10, size=64))
-    loss = get_loss("softmax_cross_entropy")
-    assert preconditioners._is_dense_stack(model)
-    fast = hflib.flatten(preconditioners._fisher_diagonal_dense(model, loss, x, y)).numpy()
-    slow = hflib.flatten(preconditioners._fisher_diagonal_pfor(model, loss, x, y, 16)).numpy()
-    np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-14)
+    _exact_against_pfor(model, tf.constant(rng.normal(size=(64, 30))), tf.constant(rng.integers(0, 10, size=64)), 16)
 
 
-def test_cnn_takes_the_generic_fisher_path():
-    assert not preconditioners._is_dense_stack(models.mnist_cnn())
+def test_cnn_fisher_diagonal_matches_pfor():
+    model = models.mnist_cnn(seed=5, dtype="float64")
+    rng = np.random.default_rng(6)
+    _exact_against_pfor(model, tf.constant(rng.uniform(size=(16, 28, 28, 1))),
+                        tf.constant(rng.integers(0, 10, size=16)), 8)
