@@ -34,14 +34,24 @@ class OneDevice:
     every G·v reuses it; when the curvature batch is the whole batch, f and ∇f come from the same
     pass."""
 
-    def __init__(self, model, loss, x, y, curvature_batch_size=None, fisher_examples=None):
+    def __init__(self, model, loss, x, y, curvature_batch_size=None, fisher_examples=None, fisher=False):
         self.model, self.loss, self.x, self.y = model, loss, x, y
         self.xc, self.yc = curvature_part(x, y, curvature_batch_size)
         self.separate = curvature_batch_size is not None
         self.fisher_examples = fisher_examples
-        self.lin = linearize(model, loss, self.xc, self.yc)
+        # Martens' diagonal from the gradient's own reverse pass: the linearisation's forward pass
+        # carries the probes of the exact per-layer rule (same function, one reverse pass saved)
+        self.fused = fisher and not self.separate and _pre.has_exact_rule(model)
+        forward = (lambda x, tape: _pre.probed_forward(model, x, tape)) if self.fused else None
+        self.lin = linearize(model, loss, self.xc, self.yc, forward)
+        self._deltas = None
 
     def loss_and_gradient(self):
+        if self.fused:
+            grad, deltas = self.lin.gradient(also=[probe for _, _, probe in self.lin.extra])
+            batch = tf.cast(tf.shape(self.x)[0], grad[0].dtype)
+            self._deltas = [d * batch for d in deltas]           # ∂ℓ_i/∂probe_i of the summed loss
+            return self.lin.value, grad
         if not self.separate:
             return self.lin.value, self.lin.gradient()
         return loss_and_gradient(self.model, self.loss, self.x, self.y)
@@ -56,6 +66,10 @@ class OneDevice:
         return loss_at(self.model, self.loss, delta, self.xc, self.yc)
 
     def fisher_diagonal(self):
+        if self.fused:
+            if self._deltas is None:
+                self.loss_and_gradient()
+            return _pre.fisher_diagonal_from_deltas(self.model, self.lin.extra, self._deltas)
         return _pre.empirical_fisher_diagonal(self.model, self.loss, self.x, self.y,
                                               max_examples=self.fisher_examples)
 

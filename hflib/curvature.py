@@ -77,20 +77,26 @@ class Linearization:
     gradient come from the same pass.
     """
 
-    def __init__(self, model, loss, x, y=None):
+    def __init__(self, model, loss, x, y=None, forward=None):
         self.loss = _losses.get(loss)
         self.variables = model.trainable_variables
         self._tape = tf.GradientTape(persistent=True)
         with self._tape:
-            self.z = model(x)
+            if forward is None:
+                self.z, self.extra = model(x), None
+            else:
+                self.z, self.extra = forward(x, self._tape)
             self.yhat = self.loss.phi(self.z)
             self.value = None if y is None else self.loss.value(self.z, y)
         self._z_const = tf.stop_gradient(self.z)
         self._inv_batch = 1.0 / _batch_size(self.z)
 
-    def gradient(self):
-        """∇f(θ) from the same forward pass (needs `y`)."""
-        return self._tape.gradient(self.value, self.variables)
+    def gradient(self, also=()):
+        """∇f(θ) from the same forward pass (needs `y`); with `also`, the gradients of f with
+        respect to those tensors too, from the same reverse pass."""
+        if not also:
+            return self._tape.gradient(self.value, self.variables)
+        return self._tape.gradient(self.value, [self.variables, list(also)])
 
     def vjp(self, w, through_phi=False):
         """J_Rᵀ w for a cotangent w on the logits z (or J_{φ∘R}ᵀ w on ŷ = φ(z)), summed over the batch."""
@@ -117,9 +123,11 @@ class Linearization:
         return self.vjp(u * self._inv_batch, through_phi=True)
 
 
-def linearize(model, loss, x, y=None) -> Linearization:
-    """Record the forward pass once; see `Linearization`. Call inside `tf.function`."""
-    return Linearization(model, loss, x, y)
+def linearize(model, loss, x, y=None, forward=None) -> Linearization:
+    """Record the forward pass once; see `Linearization`. Call inside `tf.function`. `forward`
+    (x, tape) ↦ (logits, extra) may replace `model(x)` by an equivalent pass that records more
+    (e.g. `preconditioners.probed_forward`); `extra` is kept as `Linearization.extra`."""
+    return Linearization(model, loss, x, y, forward)
 
 
 def ggn_vector_product(model, loss, x, y, v, order="eq34"):

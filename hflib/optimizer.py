@@ -212,7 +212,8 @@ class HessianFree(tf.Module):
     def _update_graph(self, x, y):
         cfg = self.config
         if self.strategy is None:
-            data = OneDevice(self.model, self.loss, x, y, cfg.curvature_batch_size, cfg.fisher_examples)
+            data = OneDevice(self.model, self.loss, x, y, cfg.curvature_batch_size, cfg.fisher_examples,
+                             fisher=cfg.preconditioner == "martens")
         else:
             data = Replicated(self.strategy, self.model, self.loss, x, y, cfg.curvature_batch_size,
                               cfg.fisher_examples)

@@ -150,22 +150,36 @@ def _layerwise_fisher_diagonal(model, loss, x, y, chunk_size=None):
     """Martens' diagonal by layers (report §III.E). With zero probes added to every pre-activation,
     one reverse pass of Σ_i ℓ_i gives δ_i(p) = ∂ℓ_i/∂z_i(p); the per-example gradients are
     g_i(W) = Σ_p patch_i(p) ⊗ δ_i(p) and g_i(b) = Σ_p δ_i(p)."""
-    records = []
     with tf.GradientTape() as tape:
-        a = x
-        for layer in model.layers:
-            if not (_is_linear_layer(layer) and layer.trainable_weights):
-                a = layer(a)
-                continue
-            a = tf.cast(a, layer.compute_dtype)
-            z = _pre_activation(layer, a)
-            probe = tf.zeros_like(z)
-            tape.watch(probe)
-            records.append((layer, a, probe))
-            a = layer.activation(z + probe)
-        total = tf.reduce_sum(loss.per_example(a, loss.targets(y, a)))
+        z, records = probed_forward(model, x, tape)
+        total = tf.reduce_sum(loss.per_example(z, loss.targets(y, z)))
     deltas = tape.gradient(total, [probe for _, _, probe in records])
-    n = tf.cast(tf.shape(x)[0], deltas[0].dtype)
+    return fisher_diagonal_from_deltas(model, records, deltas, chunk_size)
+
+
+def probed_forward(model, x, tape):
+    """The forward pass of a model with `has_exact_rule`, layer by layer, with a zero probe added to
+    each trainable Dense/Conv2D pre-activation and watched on `tape`. Returns the outputs and the
+    records (layer, layer input, probe); ∂(Σ_i ℓ_i)/∂probe is the per-example error δ."""
+    records = []
+    a = x
+    for layer in model.layers:
+        if not (_is_linear_layer(layer) and layer.trainable_weights):
+            a = layer(a)
+            continue
+        a = tf.cast(a, layer.compute_dtype)
+        z = _pre_activation(layer, a)
+        probe = tf.zeros_like(z)
+        tape.watch(probe)
+        records.append((layer, a, probe))
+        a = layer.activation(z + probe)
+    return a, records
+
+
+def fisher_diagonal_from_deltas(model, records, deltas, chunk_size=None):
+    """(1/N) Σ_i g_i ⊙ g_i from the records of `probed_forward` and the per-example errors δ_i of
+    the summed loss (one per record), as a list shaped like the variables."""
+    n = tf.cast(tf.shape(deltas[0])[0], deltas[0].dtype)
     by_variable = {}
     for (layer, a, _), delta in zip(records, deltas):
         delta = tf.reshape(delta, [tf.shape(delta)[0], -1, delta.shape[-1]])      # (B, P, C_out)

@@ -476,3 +476,34 @@ def test_no_retracing_across_updates_resets_and_new_lambda(small_sine):
     for _ in range(3):
         hf.step(x[50:100], y[50:100])
     assert hf.tracing_count() == 1
+
+
+# ------------------------------------------------------------------ fused fast path
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+def test_fused_gradient_and_fisher_diagonal_give_the_same_update(net, monkeypatch):
+    """The update takes Martens' diagonal from the gradient's reverse pass (probes in the
+    linearisation's forward pass). It must be the same update as with the separate diagonal."""
+    rng = np.random.default_rng(0)
+    if net == "mlp":
+        build = lambda: models.mlp((12, 16, 10), activation="tanh", seed=0, dtype=F64)
+        x = rng.normal(size=(64, 12))
+    else:
+        import keras as k
+        def build():
+            k.utils.set_random_seed(0)
+            return k.Sequential([k.Input((8, 8, 1), dtype=F64), k.layers.Conv2D(4, 3, strides=2, activation="relu",
+                                 dtype=F64), k.layers.Flatten(dtype=F64), k.layers.Dense(10, dtype=F64)])
+        x = rng.uniform(size=(64, 8, 8, 1))
+    y = rng.integers(0, 10, size=64)
+    fused = HessianFree(build(), "softmax_cross_entropy", initial_damping=0.1)
+    records_fused = [fused.step(x, y) for _ in range(2)]
+    from hflib import batch
+    assert batch.OneDevice(fused.model, fused.loss, tf.constant(x), tf.constant(y), fisher=True).fused
+    monkeypatch.setattr(batch._pre, "has_exact_rule", lambda model: False)
+    separate = HessianFree(build(), "softmax_cross_entropy", initial_damping=0.1)
+    records_separate = [separate.step(x, y) for _ in range(2)]
+    for a, b in zip(records_fused, records_separate):
+        for key in ("loss", "rho", "cg_iters", "model_reduction", "step_norm", "loss_after"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-14), key
+    for wa, wb in zip(fused.model.get_weights(), separate.model.get_weights()):   # rounding, amplified by CG
+        np.testing.assert_allclose(wa, wb, rtol=1e-7, atol=1e-10)
