@@ -10,7 +10,7 @@ Targets (CPU, MLP 784-800-10, batch 1000):
 """
 from __future__ import annotations
 
-from common import is_quick, median_time, parser, peak_rss_delta, sync, write_results  # noqa: I001
+from common import interleaved_medians, is_quick, median_time, parser, peak_rss_delta, sync, write_results  # noqa: I001
 
 import numpy as np
 import tensorflow as tf
@@ -95,6 +95,53 @@ UPDATE_CONFIGS = {
     "default": {},
     "bare": dict(preconditioner="none", warm_start=0.0, backtracking=False, line_search=False),
 }
+# the per-phase profile: the bare update, then each safeguard switched on in turn (cumulative)
+PHASES = [
+    ("bare: linearisation + gradient, n CG iterations, f(θ+p), ρ",
+     dict(preconditioner="none", warm_start=0.0, backtracking=False, line_search=False)),
+    ("+ Martens' diagonal", dict(preconditioner="martens", warm_start=0.0, backtracking=False, line_search=False)),
+    ("+ warm start (one more G·v)", dict(preconditioner="martens", backtracking=False, line_search=False)),
+    ("+ CG backtracking", dict(preconditioner="martens", line_search=False)),
+    ("+ Armijo line search (= default)", {}),
+]
+
+
+def phase_profile(model, loss, x, y, cg_iters):
+    """Cost of each piece of an update with exactly `cg_iters` CG iterations, in gradients, from
+    timings interleaved with a compiled gradient. The warm start is made nonzero (one earlier step)."""
+    variables = model.trainable_variables
+    weights = [w.numpy() for w in variables]
+
+    @tf.function
+    def grad():
+        with tf.GradientTape() as tape:
+            value = loss.value(model(x), y)
+        return tape.gradient(value, variables)
+
+    fns, records = {"gradient": lambda: sync(grad())}, {}
+    for label, options in PHASES:
+        hf = hflib.HessianFree(model, loss, initial_damping=1.0, min_iters=cg_iters, max_iters=cg_iters,
+                               tol=1e-30, **options)
+        warm_up(hf, x, y)
+        hf.step(x, y)                                   # a nonzero previous CG solution
+        start = [tf.identity(p) for p in hf.previous]
+
+        def step(hf=hf, start=start, label=label):
+            records[label] = hf.step(x, y)
+            for w, value in zip(variables, weights):
+                w.assign(value)
+            for p, value in zip(hf.previous, start):
+                p.assign(value)
+            hf.damping.assign(1.0)
+        fns[label] = step
+    times = interleaved_medians(fns, repeats=7)
+    g = times["gradient"]
+    rows, before = [], None
+    for label, _ in PHASES:
+        t = times[label] / g
+        rows.append((label, t, None if before is None else t - before, records[label]))
+        before = t
+    return g, rows
 
 
 def memory_probe(name, kind, cg_iters):
@@ -130,6 +177,11 @@ def main():
     quick = is_quick(args)
     cg_iters = 6 if quick else 20
     rows = [measure(*net, cg_iters=cg_iters) for net in nets(quick)]
+    name, model, shape, loss_name, batch = nets(quick)[0]
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(size=(batch, *shape)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, size=batch))
+    g, profile = phase_profile(model, hflib.losses.get(loss_name), x, y, cg_iters)
     lines = ["| model | d | batch | gradient | forward | naive G·v eager | naive G·v compiled | **G·v per CG iteration (cached, vector work incl.)** | HF update, default (n CG its; in gradients vs 1.3 + n) | HF update, bare (same) | peak mem gradient | peak mem HF update (ratio, target ≤ 2) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -148,6 +200,15 @@ def main():
               "(Linux VmHWM after clear_refs). 'default' is HessianFree's defaults (Martens' preconditioner, "
               "warm start, backtracking, line search); 'bare' switches those four off (the report's Algorithm 1 "
               "without preconditioner). CG runs exactly n iterations unless it is solved earlier."]
+    lines += ["", f"**Per-phase profile**, {name}, batch {batch}, n = {cg_iters} CG iterations, one gradient = "
+              f"{1e3 * g:.1f} ms (medians of 7, interleaved with the gradient; the target is ≤ n + 2 = {cg_iters + 2} "
+              "gradients for the default update):", "",
+              "| update | cost in gradients | this piece | backtracking chose | line-search rate |", "|---|---|---|---|---|"]
+    for label, total, piece, rec in profile:
+        index = rec["backtrack_index"]
+        chose = "last iterate" if index < 0 else f"saved iterate {index}"
+        lines.append(f"| {label} | {total:.1f} | {'—' if piece is None else f'{piece:+.1f}'} | {chose} | "
+                     f"{rec['rate']:.3g} |")
     write_results("bench_products.py — G·v, HF update and memory against a gradient", lines, args)
 
 

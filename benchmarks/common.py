@@ -48,6 +48,27 @@ def median_time(fn, repeats=7, warmup=2):
     return statistics.median(times)
 
 
+def interleaved_medians(fns, repeats=7, warmup=1):
+    """Median wall time of each fn() in `fns` (a dict), timed round-robin in a rotating order so that
+    a drift of the machine's load hits every entry alike. Returns {name: seconds}."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def load():
+    """The 1-minute load average (the machine is shared: a high value means noisy timings)."""
+    return os.getloadavg()[0]
+
+
 def sync(tensors):
     """Force the results to the host (ends asynchronous execution)."""
     import tensorflow as tf
@@ -86,7 +107,8 @@ def command():
 
 def write_results(section, lines, args):
     """Append a dated entry under `## section` in RESULTS.md (newest first), unless --no-write."""
-    entry = [f"### {datetime.date.today().isoformat()} — `{command()}`", "", f"Machine: {machine()}", ""] + lines + [""]
+    entry = ([f"### {datetime.date.today().isoformat()} — `{command()}`", "",
+              f"Machine: {machine()}; load average at the end {load():.1f}", ""] + lines + [""])
     print("\n".join(entry))
     if args.no_write:
         return
