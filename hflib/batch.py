@@ -80,39 +80,62 @@ class OneDevice:
 class Replicated:
     """The same batch means under a `tf.distribute` strategy. Every replica computes each quantity
     on its share of the batch and an all-reduce forms the weighted sum, so CG, backtracking, the
-    line search and λ see identical numbers on every replica. MirroredStrategy allows no
-    all-reduce inside a replica's loop, so CG runs in cross-replica context and each G·v is one
-    `strategy.run`, which linearises the replica's share again (one forward pass per product)."""
+    line search and λ see identical numbers on every replica. MirroredStrategy allows no all-reduce
+    inside a replica's loop, so CG runs in cross-replica context and each G·v is one
+    `strategy.run`; each replica linearises its share once per update (the first `strategy.run`)
+    and every later G·v reuses that linearisation, as on one device."""
 
     def __init__(self, strategy, model, loss, x, y, curvature_batch_size=None, fisher_examples=None):
         self.strategy, self.model, self.loss, self.x, self.y = strategy, model, loss, x, y
         self.xc, self.yc = curvature_part(x, y, curvature_batch_size)
+        self.separate = curvature_batch_size is not None
         self.fisher_examples = fisher_examples
+        self._lins = {}                      # replica id -> (its Linearization, its share of the batch)
+        self._curvature_loss = self._reduce(self.strategy.run(self._linearize_share))
 
-    def _mean(self, fn, x, y, *args):
-        """Σ_replicas (n_replica / n) · fn(shard, *args): the batch mean of per-shard means."""
+    def _share(self, x, y):
+        """This replica's slice of the batch and its weight n_replica / n."""
+        ctx = tf.distribute.get_replica_context()
+        n = tf.shape(x)[0]
+        i, replicas = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+        lo, hi = i * n // replicas, (i + 1) * n // replicas
         dtype = self.model.trainable_variables[0].dtype
+        return x[lo:hi], y[lo:hi], tf.cast(hi - lo, dtype) / tf.cast(n, dtype)
 
-        def on_replica(*args):
-            ctx = tf.distribute.get_replica_context()
-            n = tf.shape(x)[0]
-            i, replicas = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
-            lo, hi = i * n // replicas, (i + 1) * n // replicas
-            weight = tf.cast(hi - lo, dtype) / tf.cast(n, dtype)
-            return tf.nest.map_structure(lambda t: t * weight, fn(x[lo:hi], y[lo:hi], *args))
+    def _linearize_share(self):
+        x, y, weight = self._share(self.xc, self.yc)
+        lin = linearize(self.model, self.loss, x, y)
+        self._lins[_replica_id()] = (lin, weight)
+        return lin.value * weight
 
-        per_replica = self.strategy.run(on_replica, args=args)
+    def _reduce(self, per_replica):
         return tf.nest.map_structure(lambda t: self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None),
                                      per_replica)
 
+    def _on_linearization(self, fn, *args):
+        """Σ_replicas weight · fn(the replica's Linearization, *args)."""
+        def local(*args):
+            lin, weight = self._lins[_replica_id()]
+            return tf.nest.map_structure(lambda t: t * weight, fn(lin, *args))
+        return self._reduce(self.strategy.run(local, args=args))
+
+    def _mean(self, fn, x, y, *args):
+        """Σ_replicas (n_replica / n) · fn(shard, *args): the batch mean of per-shard means."""
+        def on_replica(*args):
+            xs, ys, weight = self._share(x, y)
+            return tf.nest.map_structure(lambda t: t * weight, fn(xs, ys, *args))
+        return self._reduce(self.strategy.run(on_replica, args=args))
+
     def loss_and_gradient(self):
+        if not self.separate:
+            return self._on_linearization(lambda lin: (lin.value, lin.gradient()))
         return self._mean(lambda x, y: loss_and_gradient(self.model, self.loss, x, y), self.x, self.y)
 
     def curvature_loss(self):
-        return self._mean(lambda x, y: self.loss.value(self.model(x), y), self.xc, self.yc)
+        return self._curvature_loss
 
     def ggn_vp(self, v):
-        return self._mean(lambda x, y, v: linearize(self.model, self.loss, x).ggn_vp(v), self.xc, self.yc, v)
+        return self._on_linearization(lambda lin, v: lin.ggn_vp(v), v)
 
     def loss_at(self, delta):
         return self._mean(lambda x, y, d: loss_at(self.model, self.loss, d, x, y), self.xc, self.yc, delta)
@@ -124,6 +147,11 @@ class Replicated:
     def ggn_diagonal_estimate(self, seed):
         return self._mean(lambda x, y, s: _pre.ggn_diagonal_estimate(self.model, self.loss, x, y, seed=s),
                           self.xc, self.yc, seed)
+
+
+def _replica_id():
+    """The current replica's index as a Python int (to find its linearisation)."""
+    return tf.distribute.get_replica_context()._replica_id_in_sync_group
 
 
 class Objective:

@@ -1,4 +1,5 @@
-"""HF under tf.distribute.MirroredStrategy equals the single-device update (issue: scale-out).
+"""HF under tf.distribute.MirroredStrategy equals the single-device update (issue: scale-out),
+also with a separate curvature batch and weight decay; each replica linearises its share once.
 
 The CPU is split into logical devices, which must happen before TensorFlow starts, so the
 comparison runs in a fresh Python process.
@@ -26,17 +27,19 @@ SCRIPT = textwrap.dedent("""
     strategy = tf.distribute.MirroredStrategy([f"/cpu:{{i}}" for i in range(replicas)])
     assert strategy.num_replicas_in_sync == replicas
     x, y = data.make_teacher_data(n=250, seed=0)   # 250 does not split evenly over 3 or 4 replicas
-    for pre in ("martens", "report", "none"):
+    for pre, extra in (("martens", {{}}), ("report", {{}}), ("none", {{}}),
+                       ("martens", dict(curvature_batch_size=100, weight_decay=1e-3))):
         single = models.mlp((20, 16, 10), activation="tanh", seed=0, dtype="float64")
         with strategy.scope():
             replicated = models.mlp((20, 16, 10), activation="tanh", seed=0, dtype="float64")
             hf_d = hflib.HessianFree(replicated, "softmax_cross_entropy", initial_damping=1.0, strategy=strategy,
-                                     preconditioner=pre)
-        hf_s = hflib.HessianFree(single, "softmax_cross_entropy", initial_damping=1.0, preconditioner=pre)
+                                     preconditioner=pre, **extra)
+        hf_s = hflib.HessianFree(single, "softmax_cross_entropy", initial_damping=1.0, preconditioner=pre, **extra)
         for step in range(3):
             rs, rd = hf_s.step(x, y), hf_d.step(x, y)
-            for key in ("loss", "rho", "damping", "cg_iters", "rate", "step_norm"):
+            for key in ("loss", "objective", "rho", "damping", "cg_iters", "rate", "step_norm"):
                 assert np.isclose(rs[key], rd[key], rtol=1e-9, atol=1e-12), (pre, step, key, rs[key], rd[key])
+        assert hf_d.tracing_count() == 1
         for a, b in zip(single.trainable_variables, replicated.trainable_variables):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(hf_s.damping.numpy(), hf_d.damping.numpy(), rtol=1e-12)
