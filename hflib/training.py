@@ -61,6 +61,8 @@ def fit(updater, data, epochs=1, batch_size=None, *, validation_data=None, valid
         raise ValueError("resume: needs checkpoint_dir")
     if resume:
         run.restore(store)
+    elif store is not None:
+        store.check_fresh_start()
     hooks = _hooks(run, validation_data, validation_every, callbacks, progress, max_updates, max_seconds,
                    store, checkpoint_every)
     _loop(run, hooks)
@@ -87,6 +89,8 @@ def _hooks(run, validation_data, validation_every, callbacks, progress, max_upda
     for hook in hooks:
         if not isinstance(hook, keras.callbacks.Callback):
             raise TypeError(f"callbacks: expected keras.callbacks.Callback instances, got {type(hook).__name__}")
+    _callbacks.prepare_for_keras(run.updater.model, [h for h in hooks if not isinstance(h, _callbacks.Callback)])
+    for hook in hooks:
         hook.set_model(run.updater.model)
         hook.set_params({"epochs": run.epochs, "steps": run.source.steps_per_epoch, "verbose": 0})
         if isinstance(hook, _callbacks.Callback):
@@ -95,15 +99,19 @@ def _hooks(run, validation_data, validation_every, callbacks, progress, max_upda
 
 
 def _loop(run, hooks):
-    """Epochs of batches: one update each, its record through every hook in order."""
+    """Epochs of batches: one update each, its record through every hook in order. An interrupt
+    (Ctrl-C, or SIGTERM when a handler turns it into KeyboardInterrupt) is held until the update,
+    its hooks and any epoch-end hooks are done, so an applied update is never left unrecorded."""
     model = run.updater.model
     model.stop_training = False
     run.history.interrupted = False
-    warm_up(run.updater, *run.source.first())
-    for hook in hooks:
-        hook.on_train_begin()
-    logs = {}
+    logs, begun = {}, False
     try:
+        with _deferred_interrupt():
+            warm_up(run.updater, *run.source.first())
+        for hook in hooks:
+            hook.on_train_begin()
+        begun = True
         while run.epoch < run.epochs and not model.stop_training:
             for hook in hooks:
                 hook.on_epoch_begin(run.epoch)
@@ -112,18 +120,33 @@ def _loop(run, hooks):
                     hook.on_train_batch_begin(b)
                 with _deferred_interrupt():
                     logs = run.step(xb, yb)
-                    for hook in hooks:
-                        hook.on_train_batch_end(b, logs)
+                    _call(hooks, "on_train_batch_end", b, logs)
+                    if run.last_of_epoch:
+                        _call(hooks, "on_epoch_end", run.epoch - 1, dict(logs))
                 if model.stop_training:
                     break
-            if run.last_of_epoch:
-                for hook in hooks:
-                    hook.on_epoch_end(run.epoch - 1, dict(logs))
     except KeyboardInterrupt:
         run.history.interrupted = True
     finally:
-        for hook in hooks:
-            hook.on_train_end({**logs, "interrupted": run.history.interrupted})
+        if begun:
+            with _deferred_interrupt():
+                _call(hooks, "on_train_end", None, {**logs, "interrupted": run.history.interrupted})
+
+
+def _call(hooks, name, index, logs):
+    """Call hook `name` on every hook. hflib's callbacks get the record itself; Keras callbacks a
+    copy without `epoch` (Keras passes the epoch index itself, and a record key `epoch` breaks
+    ModelCheckpoint's file-name format and doubles CSVLogger's first column)."""
+    keras_logs = None
+    for hook in hooks:
+        if isinstance(hook, _callbacks.Callback):
+            hook_logs = logs
+        else:
+            if keras_logs is None:
+                keras_logs = {k: v for k, v in logs.items() if k != "epoch"}
+            hook_logs = keras_logs
+        method = getattr(hook, name)
+        method(hook_logs) if index is None else method(index, hook_logs)
 
 
 def warm_up(updater, x, y):
@@ -131,26 +154,35 @@ def warm_up(updater, x, y):
     update changed, so that a timed loop measures training, not tracing."""
     state = updater.state_variables()
     saved = [tf.identity(v) for v in state]
-    updater.step(x, y)
-    for v, value in zip(state, saved):
-        v.assign(value)
+    try:
+        updater.step(x, y)
+    finally:
+        for v, value in zip(state, saved):
+            v.assign(value)
 
 
 @contextlib.contextmanager
 def _deferred_interrupt():
-    """Hold Ctrl-C (SIGINT) until the update and its record are complete, so an interrupt never
-    leaves an applied update unrecorded; re-raised at the end of the block."""
+    """Hold SIGINT (Ctrl-C) and SIGTERM until the block is done, so an interrupt never leaves an
+    applied update unrecorded or a checkpoint half written; then call the handler that was
+    installed (SIGINT's default raises KeyboardInterrupt). SIGTERM is held only when a Python
+    handler is installed (e.g. the CLI's); otherwise it ends the process as usual."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    caught, previous = [], {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            previous[signum] = handler
+            signal.signal(signum, lambda number, frame: caught.append(number))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            raise KeyboardInterrupt
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            previous[signum](signum, None)
 
 
 class Run:
