@@ -109,15 +109,12 @@ def _loop(run, hooks):
     try:
         with _deferred_interrupt():
             warm_up(run.updater, *run.source.first())
-        for hook in hooks:
-            hook.on_train_begin()
+        _call(hooks, "on_train_begin", None, {})
         begun = True
         while run.epoch < run.epochs and not model.stop_training:
-            for hook in hooks:
-                hook.on_epoch_begin(run.epoch)
+            _call(hooks, "on_epoch_begin", run.epoch, {})
             for b, (xb, yb) in run.source.epoch(run.epoch, skip=run.batch):
-                for hook in hooks:
-                    hook.on_train_batch_begin(b)
+                _call(hooks, "on_train_batch_begin", b, {})
                 with _deferred_interrupt():
                     logs = run.step(xb, yb)
                     _call(hooks, "on_train_batch_end", b, logs)
