@@ -29,7 +29,7 @@ def build(kind, seed=2, **options):
     """A new updater on a new 1-8-1 float64 ReLU net (the same initial weights every time)."""
     model = models.sine_mlp(hidden=(8,), dtype=F64, seed=5)
     if kind == "hf":
-        return HessianFree(model, "squared_error", initial_damping=1.0, max_iters=40, seed=seed, **options)
+        return HessianFree(model, "squared_error", **{"initial_damping": 1.0, "max_iters": 40, **options}, seed=seed)
     if kind in ("adam", "sgd"):
         rate = options.pop("learning_rate", 0.01 if kind == "adam" else 0.05)
         return FirstOrder(model, "squared_error", kind, learning_rate=rate, seed=seed, **options)
