@@ -138,7 +138,8 @@ def updater(name, optimizer="hf", model=None, seed=0, learning_rate=None, **hf_o
         raise TypeError(f"{sorted(hf_options)}: HF options do not apply to {optimizer}")
     settings = dict(getattr(p, optimizer))
     batch = settings.pop("batch_size")
-    rate = settings.pop("learning_rate") if learning_rate is None else learning_rate
+    rate = settings.pop("learning_rate")
+    rate = rate if learning_rate is None else learning_rate
     return FirstOrder(model, p.loss, optimizer, learning_rate=rate, seed=seed, **settings), batch
 
 
