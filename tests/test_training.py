@@ -109,6 +109,31 @@ def test_bad_fit_arguments_are_refused_before_training(sine, kwargs, match, erro
     assert int(hf.iterations.numpy()) == 0
 
 
+def test_no_retracing_across_fits_epochs_and_resets(sine):
+    hf = fresh("hf")
+    hflib.fit(hf, sine, epochs=3, batch_size=BATCH, progress=False)
+    try:
+        hf.reset(damping=3.0, r=1.2)                         # λ and r live in variables
+        assert float(hf.damping.numpy()) == 3.0 and float(hf.r.numpy()) == pytest.approx(1.2)
+        h = hflib.fit(hf, sine, epochs=2, batch_size=BATCH, progress=False)
+        assert h.records[0]["damping"] == 3.0
+    finally:
+        hf.reset()                                           # the shared updater's config back to r = 1.5
+    assert hf.tracing_count() == 1                          # every test shares one batch shape
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_first_order_runs_via_fit_without_retracing(sine, kind):
+    x, y = sine
+    updater = fresh(kind)
+    start = hflib.evaluate(updater.model, "squared_error", x, y)["loss"]
+    h = hflib.fit(updater, sine, epochs=5, batch_size=BATCH, progress=False, validation_data=sine)
+    assert updater.tracing_count() == 1
+    assert len(h) == 5 * STEPS and {"loss", "time", "update", "epoch", "accepted", "val_loss"} <= set(h.keys())
+    assert np.all(np.isfinite(h["loss"])) and np.all(np.diff(h["time"]) > 0)
+    assert h["val_loss"][-1] < start and h.records[0]["accepted"] is True
+
+
 # ------------------------------------------------------------------ tf.data
 def _dataset(sine, shuffle_seed=None):
     ds = tf.data.Dataset.from_tensor_slices(sine)
