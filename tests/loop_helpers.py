@@ -43,10 +43,13 @@ def fresh(kind="hf", copy=0):
     """Updater `copy` of `kind` in its initial state (compiled once per session)."""
     if (kind, copy) not in _POOL:
         updater = build(kind)
-        _POOL[(kind, copy)] = (updater, [tf.identity(v) for v in updater.state_variables()])
-    updater, initial = _POOL[(kind, copy)]
+        _POOL[(kind, copy)] = (updater, [tf.identity(v) for v in updater.state_variables()],
+                               getattr(updater, "config", None))
+    updater, initial, config = _POOL[(kind, copy)]
     for variable, value in zip(updater.state_variables(), initial):
         variable.assign(value)
+    if config is not None:
+        assert updater.config == config, "a test changed the shared updater's configuration"
     return updater
 
 

@@ -118,7 +118,7 @@ def test_no_retracing_across_fits_epochs_and_resets(sine):
         h = hflib.fit(hf, sine, epochs=2, batch_size=BATCH, progress=False)
         assert h.records[0]["damping"] == 3.0
     finally:
-        hf.reset()                                           # the shared updater's config back to r = 1.5
+        hf.reset(r=1.5)                                      # the shared updater's config back to r = 1.5
     assert hf.tracing_count() == 1                          # every test shares one batch shape
 
 
