@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from hflib import data, models
@@ -78,3 +79,26 @@ def assert_same_state(a, b):
     """Two updaters hold bit-identical state (model, λ, warm start, optimizer slots, counter)."""
     for va, vb in zip(a.state_variables(), b.state_variables()):
         np.testing.assert_array_equal(va.numpy(), vb.numpy())
+
+
+def spy_on_batches(monkeypatch, updater):
+    """Record a fingerprint (the first input) of every batch `updater.step` receives."""
+    seen, step = [], updater.step
+
+    def spying(x, y):
+        seen.append(float(np.asarray(x)[0, 0]))
+        return step(x, y)
+
+    monkeypatch.setattr(updater, "step", spying)
+    return seen
+
+
+@pytest.fixture()
+def deterministic_ops():
+    """TensorFlow's deterministic kernels for the duration of a test."""
+    from tensorflow.python.framework import config as tf_config
+    was_on = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    yield
+    if not was_on:
+        tf_config.disable_op_determinism()

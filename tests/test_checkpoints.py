@@ -2,7 +2,6 @@
 configuration stored and checked, damaged folders, leftovers, pruning, interrupts and crashes."""
 import json
 import os
-import shutil
 import signal
 import stat
 
@@ -14,7 +13,8 @@ import tensorflow as tf
 import hflib
 from hflib import checkpoints
 
-from loop_helpers import BATCH, N, assert_records_equal, assert_same_state, build, fresh, sine_data
+from loop_helpers import BATCH, N, assert_records_equal, assert_same_state, build, deterministic_ops, fresh, \
+    sine_data, spy_on_batches  # noqa: F401 (deterministic_ops is a fixture)
 
 STEPS = N // BATCH
 
@@ -22,16 +22,6 @@ STEPS = N // BATCH
 @pytest.fixture(scope="module")
 def sine():
     return sine_data()
-
-
-@pytest.fixture()
-def deterministic_ops():
-    from tensorflow.python.framework import config as tf_config
-    was_on = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    yield
-    if not was_on:
-        tf_config.disable_op_determinism()
 
 
 def fit(updater, data, directory, **kwargs):
@@ -66,24 +56,13 @@ def _shuffled(sine):
     return tf.data.Dataset.from_tensor_slices(sine).shuffle(N, seed=7).batch(BATCH, drop_remainder=True)
 
 
-def _spy(monkeypatch, updater):
-    seen, step = [], updater.step
-
-    def spying(x, y):
-        seen.append(float(np.asarray(x)[0, 0]))
-        return step(x, y)
-
-    monkeypatch.setattr(updater, "step", spying)
-    return seen
-
-
 def test_resume_from_a_shuffled_dataset_continues_with_the_same_batches(sine, tmp_path, monkeypatch,
                                                                        deterministic_ops):
     a = fresh("hf", 0)
-    seen_a = _spy(monkeypatch, a)
+    seen_a = spy_on_batches(monkeypatch, a)
     ha = fit(a, _shuffled(sine), tmp_path / "a", epochs=3)
     b = fresh("hf", 1)
-    seen_b = _spy(monkeypatch, b)
+    seen_b = spy_on_batches(monkeypatch, b)
     fit(b, _shuffled(sine), tmp_path / "b", epochs=3, max_updates=6)       # stops in epoch 2, batch 2
     b = fresh("hf", 1)
     hb = fit(b, _shuffled(sine), tmp_path / "b", epochs=3, resume=True)

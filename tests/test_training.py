@@ -5,7 +5,6 @@ callbacks, validation, budgets, the progress bar, non-finite batches, determinis
 The tiny float64 sine net and its compiled updaters are shared (see `loop_helpers`).
 """
 import math
-import os
 import warnings
 
 import keras
@@ -14,13 +13,12 @@ import pytest
 import tensorflow as tf
 
 import hflib
-from hflib import callbacks as hf_callbacks
 from hflib import data, models, training
 from hflib.baselines import FirstOrder
 from hflib.optimizer import HessianFree
 
-from loop_helpers import BATCH, F64, N, assert_records_equal, assert_same_state, build, fresh, sine_data, \
-    weights_bytes
+from loop_helpers import BATCH, F64, N, assert_records_equal, assert_same_state, build, deterministic_ops, fresh, \
+    sine_data, spy_on_batches, weights_bytes  # noqa: F401 (deterministic_ops is a fixture)
 
 STEPS = N // BATCH          # updates per epoch
 
@@ -28,18 +26,6 @@ STEPS = N // BATCH          # updates per epoch
 @pytest.fixture(scope="module")
 def sine():
     return sine_data()
-
-
-def spy_on_batches(monkeypatch, updater):
-    """Record a fingerprint (the first input) of every batch `updater.step` receives."""
-    seen, step = [], updater.step
-
-    def spying(x, y):
-        seen.append(float(np.asarray(x)[0, 0]))
-        return step(x, y)
-
-    monkeypatch.setattr(updater, "step", spying)
-    return seen
 
 
 # ------------------------------------------------------------------ arrays
@@ -394,16 +380,6 @@ def test_finite_data_do_not_warn(sine):
 
 
 # ------------------------------------------------------------------ determinism
-@pytest.fixture()
-def deterministic_ops():
-    from tensorflow.python.framework import config as tf_config
-    was_on = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    yield
-    if not was_on:
-        tf_config.disable_op_determinism()
-
-
 @pytest.mark.parametrize("kind", ["hf", "adam"])
 def test_two_runs_with_the_same_seed_are_bit_identical(sine, deterministic_ops, kind):
     runs = []
