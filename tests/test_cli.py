@@ -114,11 +114,9 @@ def test_presets_lists_each_preset_and_why(capsys):
         assert f"{p.name}: {p.description}" in out and p.why in out
 
 
+@pytest.mark.mnist
 def test_data_verifies_the_mnist_folder(capsys):
-    folder = os.environ.get("HFLIB_DATA_DIR")
-    if not folder:
-        pytest.skip("HFLIB_DATA_DIR is not set")
-    status, out, err = main(capsys, "data", "--data-dir", folder)
+    status, out, err = main(capsys, "data", "--data-dir", os.environ["HFLIB_DATA_DIR"])
     assert status == 0 and "MNIST verified (SHA-256): 60000 training and 10000 test images" in out
 
 

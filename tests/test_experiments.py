@@ -3,7 +3,6 @@ fields that differ from the defaults), the runners `run`/`sine`/`sine_summary`/`
 runners' pass-through of HF options, and the quick-mode switch."""
 import dataclasses
 import math
-import os
 
 import numpy as np
 import pytest
@@ -30,14 +29,9 @@ def test_preset_hf_options_are_hfconfig_fields_that_differ_from_the_defaults(nam
         assert settings["batch_size"] >= 1 and settings["learning_rate"] > 0
 
 
-def _needs_mnist(name):
-    if name != "sine" and not os.environ.get("HFLIB_DATA_DIR"):
-        pytest.skip("MNIST presets need HFLIB_DATA_DIR")
-
-
-@pytest.mark.parametrize("name", sorted(experiments.PRESETS))
+@pytest.mark.parametrize("name", [name if name == "sine" else pytest.param(name, marks=pytest.mark.mnist)
+                                  for name in sorted(experiments.PRESETS)])
 def test_each_preset_builds_and_takes_one_update_in_quick_mode(name):
-    _needs_mnist(name)
     p = experiments.PRESETS[name]
     (x, y), (xv, yv) = experiments.task_data(name, quick=True)
     assert len(x) == 2000 and len(xv) >= 1000
