@@ -31,18 +31,22 @@ def fit(updater, data, epochs=1, batch_size=None, *, validation_data=None, valid
     """Train `updater` for `epochs` passes over `data`; returns the run's `History`.
 
     data: (x, y) arrays — shuffled each epoch in an order that is a pure function of
-      (updater.seed, epoch), cut into `batch_size` batches (a last partial batch is dropped) — or
-      a `tf.data.Dataset` of (x, y) batches (one pass is an epoch; an infinite one needs
-      `steps_per_epoch`).
-    epochs: passes of this run (as in Keras, a second `fit` call trains `epochs` more). With
-      `resume=True` the run stored in `checkpoint_dir` continues towards the same `epochs`.
+      (updater.seed, the update counter when the run began, epoch), cut into `batch_size` batches
+      (a last partial batch is dropped) — or a `tf.data.Dataset` of (x, y) batches (one pass is an
+      epoch; one of unknown length is counted first; an infinite one needs `steps_per_epoch`).
+    epochs: passes of this run (as in Keras, a second `fit` call trains `epochs` more, in new
+      orders; its History's `epoch` column counts its own passes, `update` goes on). With
+      `resume=True` the run stored in `checkpoint_dir` continues towards `epochs`.
     validation_data, validation_every: (x, y) evaluated every N updates (default: after each epoch)
       into `val_loss` / `val_error`; excluded from `time`.
-    callbacks: Keras callbacks (see `hflib.callbacks`), called after hflib's own.
+    callbacks: Keras callbacks (see `hflib.callbacks`), called after validation and the History's
+      record, before the budget, the progress bar and the checkpoints.
     progress: show a progress bar (True, or a label for it).
     max_updates, max_seconds: stop after this many updates of this call / seconds of training.
     checkpoint_dir, checkpoint_every, resume: checkpoints every N updates (default: each epoch) and
-      at the end (an interrupt included); `resume=True` restores the newest one and continues.
+      at the end (an interrupt included); `resume=True` restores the newest intact one and
+      continues (refusing changed settings; see `hflib.checkpoints`). A new run refuses a folder
+      holding checkpoints of another run.
 
     Ctrl-C (or SIGTERM turned into KeyboardInterrupt by the caller) ends the run after the update
     in progress; the History is returned with `history.interrupted = True`, and a checkpoint is
@@ -113,7 +117,7 @@ def _loop(run, hooks):
         begun = True
         while run.epoch < run.epochs and not model.stop_training:
             _call(hooks, "on_epoch_begin", run.epoch, {})
-            for b, (xb, yb) in run.source.epoch(run.epoch, skip=run.batch):
+            for b, (xb, yb) in run.source.epoch(run.epoch, skip=run.batch, offset=run.first_update):
                 _call(hooks, "on_train_batch_begin", b, {})
                 with _deferred_interrupt():
                     logs = run.step(xb, yb)
@@ -184,12 +188,14 @@ def _deferred_interrupt():
 
 class Run:
     """The state of one training run: updater, data source, History and position
-    (epoch, batches done in it), and the settings a resumed run must keep."""
+    (epoch, batches done in it, the updater's counter when the run began), and the settings a
+    resumed run must keep."""
 
     def __init__(self, updater, source, epochs):
         self.updater, self.source, self.epochs = updater, source, epochs
         self.history = History()
         self.epoch, self.batch, self.time = 0, 0, 0.0
+        self.first_update = self.update
         self.settings = {"batch_size": source.batch_size, "examples": source.examples,
                          "steps_per_epoch": source.steps_per_epoch}
 
@@ -203,7 +209,7 @@ class Run:
         return self.batch == 0 and self.epoch > 0
 
     def position(self):
-        return {"epoch": self.epoch, "batch": self.batch, "time": self.time}
+        return {"epoch": self.epoch, "batch": self.batch, "time": self.time, "first_update": self.first_update}
 
     def remaining_updates(self, max_updates=None):
         left = (self.epochs - self.epoch) * self.source.steps_per_epoch - self.batch
@@ -228,6 +234,7 @@ class Run:
             return
         number, self.history, position = restored
         self.epoch, self.batch, self.time = position["epoch"], position["batch"], position["time"]
+        self.first_update = position["first_update"]
         print(f"hflib: resumed from {store.directory}/ckpt-{number} (update {number}, epoch "
               f"{self.epoch + self.batch / self.source.steps_per_epoch:.3g} of {self.epochs}, "
               f"λ = {_state(self.updater)})", flush=True)
@@ -264,7 +271,9 @@ def _checked_arrays(data, updater, name):
 
 
 class ArrayBatches:
-    """Shuffled mini-batches of in-memory arrays; the order is `data_order(n, seed, epoch)`."""
+    """Shuffled mini-batches of in-memory arrays. Epoch e of a run that began at update u is in the
+    order `data_order(n, seed, u + e)`: a fresh run's epochs use orders 0, 1, …, and a later
+    `fit` call on the same updater new ones (a call that did d ≥ 1 updates used at most d orders)."""
 
     def __init__(self, x, y, batch_size, seed):
         self.x, self.y, self.seed = x, y, seed
@@ -277,8 +286,8 @@ class ArrayBatches:
     def first(self):
         return self.x[:self.batch_size], self.y[:self.batch_size]
 
-    def epoch(self, epoch, skip=0):
-        order = data_order(self.examples, self.seed, epoch)
+    def epoch(self, epoch, skip=0, offset=0):
+        order = data_order(self.examples, self.seed, offset + epoch)
         for b in range(skip, self.steps_per_epoch):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield b, (tf.gather(self.x, idx), tf.gather(self.y, idx))
@@ -288,7 +297,8 @@ class DatasetBatches:
     """The batches of a `tf.data.Dataset`. A finite dataset's pass is an epoch (its length is
     counted once when TensorFlow does not know it); an infinite one needs `steps_per_epoch`.
     Resuming at epoch e replays the dataset's first e passes without training, so a seeded
-    shuffle continues exactly."""
+    shuffle continues exactly (for a dataset built the same way under the same global seed:
+    TensorFlow derives a seeded shuffle's seeds from both)."""
 
     def __init__(self, dataset, steps_per_epoch=None):
         self.dataset, self.batch_size = dataset, None
@@ -315,7 +325,8 @@ class DatasetBatches:
             raise TypeError("data: expected a tf.data.Dataset of (x, y) batches")
         return element
 
-    def epoch(self, epoch, skip=0):
+    def epoch(self, epoch, skip=0, offset=0):
+        """The batches of pass `epoch` (`offset` is for arrays; a dataset's own shuffle goes on)."""
         if self._stream is not None:                        # infinite: one stream across epochs
             if self._passes == 0:
                 for _ in range(epoch * self.steps_per_epoch + skip):

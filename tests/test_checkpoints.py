@@ -56,6 +56,22 @@ def _shuffled(sine):
     return tf.data.Dataset.from_tensor_slices(sine).shuffle(N, seed=7).batch(BATCH, drop_remainder=True)
 
 
+def test_resume_of_a_second_fit_call_keeps_its_data_orders(sine, tmp_path, deterministic_ops):
+    """A second `fit` call shuffles in orders of its own (they depend on the update at which it
+    began); its resume, in a new process, must use the same ones."""
+    a = fresh("hf", 0)
+    hflib.fit(a, sine, epochs=1, batch_size=BATCH, progress=False)
+    ha = fit(a, sine, tmp_path / "a")
+    b = fresh("hf", 1)
+    hflib.fit(b, sine, epochs=1, batch_size=BATCH, progress=False)
+    fit(b, sine, tmp_path / "b", max_updates=3)
+    b = fresh("hf", 1)
+    hb = fit(b, sine, tmp_path / "b", resume=True)
+    assert json.loads((tmp_path / "b" / f"ckpt-{3 * STEPS}.json").read_text())["position"]["first_update"] == STEPS
+    assert_records_equal(hb.records, ha.records)
+    assert_same_state(a, b)
+
+
 def test_resume_from_a_shuffled_dataset_continues_with_the_same_batches(sine, tmp_path, monkeypatch,
                                                                        deterministic_ops):
     a = fresh("hf", 0)
@@ -83,6 +99,7 @@ def test_checkpoint_stores_config_settings_position_and_history(sine, tmp_path):
     assert meta["config"]["r"] == 1.5 and meta["config"]["preconditioner"] == "martens"
     assert meta["settings"] == {"batch_size": BATCH, "examples": N, "steps_per_epoch": STEPS}
     assert meta["position"]["epoch"] == 0 and meta["position"]["batch"] == 3
+    assert meta["position"]["first_update"] == 0
     assert meta["update"] == 3 and len(meta["history"]) == 3
     assert meta["history"][-1]["loss"] == h.records[-1]["loss"]
 

@@ -43,11 +43,14 @@ def test_fit_on_arrays_records_updates_epochs_and_validation(sine):
     assert h.interrupted is False
 
 
-def test_a_second_fit_call_trains_epochs_more(sine):
+def test_a_second_fit_call_trains_epochs_more_in_new_orders(sine, monkeypatch):
     hf = fresh("hf")
+    seen = spy_on_batches(monkeypatch, hf)
     first = hflib.fit(hf, sine, epochs=2, batch_size=BATCH, progress=False)
     weights = weights_bytes(hf.model)
     second = hflib.fit(hf, sine, epochs=1, batch_size=BATCH, progress=False)
+    first_batches, second_batches = seen[1:2 * STEPS + 1], seen[2 * STEPS + 2:]
+    assert len(second_batches) == STEPS and second_batches not in (first_batches[:STEPS], first_batches[STEPS:])
     assert len(first) == 2 * STEPS and len(second) == STEPS                # Keras: `epochs` more
     np.testing.assert_array_equal(second["update"], np.arange(2 * STEPS + 1, 3 * STEPS + 1))
     np.testing.assert_allclose(second["epoch"], np.arange(1, STEPS + 1) / STEPS)   # epochs of this call
