@@ -4,19 +4,28 @@ work in `hflib.fit` too.
 `fit` calls Keras' hooks in order — `on_train_begin`, `on_epoch_begin`, `on_train_batch_begin`,
 `on_train_batch_end(batch, logs)`, `on_epoch_end(epoch, logs)`, `on_train_end(logs)` — with
 `logs` the update's record (a dict of floats: `loss`, `damping`, `rho`, …, `update`, `epoch`,
-`time`, and `val_*` when validated) and, at an epoch's end, the last record of the epoch. Setting
-`model.stop_training = True` stops the run after the current update, as in Keras. The callbacks
-below also receive the loop's `run` (its updater, History and position) through `set_run`.
+`time`, and `val_*` when validated) and, at an epoch's end, the last record of the epoch with the
+latest `val_*` values. Keras callbacks get the record without `epoch` (Keras passes the epoch
+index as an argument; a record key `epoch` breaks `ModelCheckpoint`'s file-name format and
+doubles `CSVLogger`'s first column). Setting `model.stop_training = True` stops the run after
+the current update, as in Keras. The callbacks below also receive the loop's `run` (its updater,
+History and position) through `set_run`.
 
-Keras callbacks known to work: `EarlyStopping` (on `val_loss`/`val_error` or any record key,
-`restore_best_weights` restores the model's weights only), `CSVLogger`, `TerminateOnNaN`,
-`LambdaCallback`, `ModelCheckpoint` (weights), `TensorBoard` (epoch scalars). `BackupAndRestore`
-saves only the Keras model's weights, not HF's λ, warm start or the data position: use
-`fit(checkpoint_dir=..., resume=True)` for an exact resume. `ReduceLROnPlateau` and
-`LearningRateScheduler` need a compiled Keras optimizer and do not apply.
+Keras callbacks tested with `fit`: `EarlyStopping` (on `val_loss`/`val_error` or any record key;
+`restore_best_weights` restores the model's weights only, not λ or the warm start),
+`CSVLogger` (one row per epoch), `TerminateOnNaN`, `LambdaCallback`, `ModelCheckpoint` (weights
+or the whole model) and `TensorBoard` (batch and epoch scalars). `TensorBoard` needs the
+`tensorboard` package, which is not a dependency of hflib (`fit` refuses the callback up front
+when it is missing), and reads `model.optimizer` and `model.train_function`, which only a compiled
+Keras model has: `fit` sets both to None on an uncompiled model, so `write_steps_per_second=True`
+(which needs `model.optimizer.iterations`) does not work. `BackupAndRestore` saves only the Keras
+model's weights, not HF's λ, warm start or the data position: use `fit(checkpoint_dir=...,
+resume=True)` for an exact resume. `ReduceLROnPlateau` and `LearningRateScheduler` need a
+compiled Keras optimizer and do not apply.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import warnings
 
@@ -33,6 +42,19 @@ class Callback(keras.callbacks.Callback):
         self.run = run
 
 
+def prepare_for_keras(model, keras_callbacks):
+    """Check that Keras' own callbacks can run on `model` in `fit` (see the module docstring)."""
+    if not keras_callbacks:
+        return
+    if any(isinstance(c, keras.callbacks.TensorBoard) for c in keras_callbacks) and \
+            importlib.util.find_spec("tensorboard") is None:
+        raise ImportError("callbacks: keras.callbacks.TensorBoard needs the tensorboard package, which is not "
+                          "installed (pip install tensorboard)")
+    for name in ("optimizer", "train_function"):
+        if not hasattr(model, name):
+            setattr(model, name, None)
+
+
 class Validation(Callback):
     """Evaluate on (x, y) every `every` updates (default: at the end of each epoch) and add the
     results to the update's record as `val_loss` (and `val_error` for classification)."""
@@ -45,7 +67,15 @@ class Validation(Callback):
         due = (logs["update"] % self.every == 0) if self.every else self.run.last_of_epoch
         if due:
             updater = self.run.updater
-            logs.update({f"val_{k}": v for k, v in self._evaluate(updater.model, updater.loss, self.x, self.y).items()})
+            self.latest = {f"val_{k}": v for k, v in self._evaluate(updater.model, updater.loss, self.x, self.y).items()}
+            logs.update(self.latest)
+
+    def on_train_begin(self, logs=None):
+        self.latest = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in self.latest.items():
+            logs.setdefault(key, value)
 
 
 class Recorder(Callback):

@@ -5,7 +5,10 @@ Checkpoint N (N = the updater's update counter) is the TensorFlow files ``ckpt-N
 ``ckpt-N.data-*`` (model and updater variables), then ``ckpt-N.json`` (position, settings,
 configuration and History), written atomically and *last*: a checkpoint exists only once its JSON
 file does, so a run killed at any moment leaves the previous checkpoint intact. Restoring takes the
-newest complete checkpoint; one whose files are damaged is reported and the next older one is used.
+newest complete checkpoint; one whose files are damaged, or whose JSON file is missing while its
+TensorFlow files exist, is reported and the next older one is used; when checkpoint files exist but
+none can be restored, restoring fails rather than starting afresh over them. A fresh (not resumed)
+run refuses a folder holding checkpoints newer than its updater, whose pruning would delete its own.
 A resumed run must use the settings it was saved with: a changed setting is refused, naming it.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ FORMAT = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.json$")
 _FILES = re.compile(r"^ckpt-(\d+)(\.index|\.data-\d+-of-\d+|\.json)$")
 _LEFTOVER = re.compile(r"(_temp|^\.tmp-)")
+_META_KEYS = {"format", "update", "position", "settings", "config", "history"}
 
 
 class CheckpointStore:
@@ -44,6 +48,21 @@ class CheckpointStore:
             return []
         found = (_NAME.match(n) for n in os.listdir(self.directory))
         return sorted((int(m.group(1)) for m in found if m), reverse=True)
+
+    def _all_numbers(self):
+        """The update numbers of every checkpoint with any file in the folder, complete or not."""
+        if not os.path.isdir(self.directory):
+            return set()
+        found = (_FILES.match(n) for n in os.listdir(self.directory))
+        return {int(m.group(1)) for m in found if m}
+
+    def check_fresh_start(self):
+        """Refuse to start a new run in a folder holding checkpoints newer than the updater's
+        counter: its saves would mix with them and pruning would delete the new ones."""
+        newer = [n for n in self._all_numbers() if n > int(self.updater.iterations.numpy())]
+        if newer:
+            raise ValueError(f"checkpoint_dir: {self.directory} holds checkpoints of another run (up to "
+                             f"ckpt-{max(newer)}); pass resume=True to continue it, or use another folder")
 
     def _prefix(self, number):
         return os.path.join(self.directory, f"ckpt-{number}")
@@ -82,15 +101,16 @@ class CheckpointStore:
     def restore(self, settings):
         """Restore the newest intact checkpoint; returns (number, History, position), or None when the
         folder holds no checkpoint. Refuses (ValueError) a checkpoint saved with other settings or
-        another configuration, and raises when checkpoints exist but none can be read."""
+        another configuration, and raises when checkpoint files exist but none can be restored."""
         self.clean_leftovers()
         numbers = self.numbers()
-        errors = []
+        newest = max(numbers, default=-1)
+        errors = [f"ckpt-{n}: no ckpt-{n}.json (its save did not finish)"
+                  for n in sorted(self._all_numbers() - set(numbers), reverse=True) if n > newest]
         for number in numbers:
             prefix = self._prefix(number)
             try:
-                with open(prefix + ".json") as fh:
-                    meta = json.load(fh)
+                meta = _read_meta(prefix + ".json")
             except (OSError, ValueError) as e:
                 errors.append(f"ckpt-{number}.json: {e}")
                 continue
@@ -103,11 +123,21 @@ class CheckpointStore:
             if errors:
                 warnings.warn(f"hflib: skipped damaged checkpoint(s) in {self.directory} ({'; '.join(errors)}); "
                               f"resumed from the older ckpt-{number}", RuntimeWarning, stacklevel=3)
-            return number, History(meta["history"]), meta["position"]
+            return number, meta["history"], meta["position"]
         if errors:
-            raise ValueError(f"checkpoint_dir: no checkpoint in {self.directory} can be read "
+            raise ValueError(f"checkpoint_dir: no checkpoint in {self.directory} can be restored "
                              f"({'; '.join(errors)}); move the folder away to start afresh")
         return None
+
+
+def _read_meta(path):
+    """The JSON part of a checkpoint (its History as a `History`), refusing a file that is not one."""
+    with open(path) as fh:
+        meta = json.load(fh)
+    if not isinstance(meta, dict) or not _META_KEYS <= set(meta) or meta["format"] != FORMAT:
+        raise ValueError(f"not an hflib checkpoint of format {FORMAT}")
+    meta["history"] = History.from_jsonable(meta["history"])
+    return meta
 
 
 def _refuse_changes(meta, config, settings, number):

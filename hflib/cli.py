@@ -47,10 +47,12 @@ def _type(kind, flag):
     """An argparse type that refuses bad values with a message naming the flag."""
     def parse(text):
         try:
+            value = int(text) if kind == "count" else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {parse.__name__}, got {text!r}") from None
+        try:
             if kind == "count":
-                value = int(text)
                 return checks.integer(value, flag, low=1)
-            value = float(text)
             if kind == "positive":
                 return checks.positive(value, flag)
             if kind == "factor":
@@ -60,7 +62,8 @@ def _type(kind, flag):
             return checks.number(value, flag, low=0.0)
         except (TypeError, ValueError) as e:
             raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
-    parse.__name__ = {"count": "integer ≥ 1", "factor": "number > 1"}.get(kind, "number")
+    parse.__name__ = {"count": "an integer ≥ 1", "factor": "a number > 1", "positive": "a number > 0",
+                      "fraction": "a number in [0, 1]"}.get(kind, "a number ≥ 0")
     return parse
 
 
@@ -143,7 +146,7 @@ def main(argv=None):
     command = {"train": train, "demo": demo, "presets": presets, "data": fetch_data}[args.command]
     try:
         return command(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError) as e:
         parser.error(" ".join(str(e).split()))
 
 

@@ -60,8 +60,9 @@ class Preset:
 PRESETS = {p.name: p for p in (
     Preset("sine", "report §V.A: noisy sine, 1-15-15-1 ReLU, squared error", "sine_mlp", "squared_error",
            batch_size=1000, epochs=100, quick_epochs=20,
-           hf={"initial_damping": 0.01, "r": 1.01, "window": "report", "min_iters": 3},
-           why="the report's Fig. 2 setting: r = 1.01 and its CG window with t = 3 minimum steps; "
+           hf={"initial_damping": 0.01, "r": 1.01, "window": "report"},
+           why="the report's Fig. 2 setting: r = 1.01 and its CG window (with t = min_iters = 3 minimum steps, "
+               "HFConfig's default); "
                "λ₀ = 0.01 was the best of {1, 0.1, 0.01} measured on this task",
            sgd={"learning_rate": 0.3, "batch_size": 100}, adam={"learning_rate": 1e-2, "batch_size": 100}),
     Preset("mnist-mlp", "report §V.B: MNIST, 784-800-10 ReLU, softmax cross-entropy", "mnist_mlp",
@@ -138,7 +139,8 @@ def updater(name, optimizer="hf", model=None, seed=0, learning_rate=None, **hf_o
         raise TypeError(f"{sorted(hf_options)}: HF options do not apply to {optimizer}")
     settings = dict(getattr(p, optimizer))
     batch = settings.pop("batch_size")
-    rate = settings.pop("learning_rate") if learning_rate is None else learning_rate
+    rate = settings.pop("learning_rate")
+    rate = rate if learning_rate is None else learning_rate
     return FirstOrder(model, p.loss, optimizer, learning_rate=rate, seed=seed, **settings), batch
 
 

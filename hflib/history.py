@@ -50,7 +50,14 @@ class History:
     @classmethod
     def from_json(cls, path):
         with open(path) as fh:
-            return cls(json.load(fh))
+            return cls.from_jsonable(json.load(fh))
+
+    @classmethod
+    def from_jsonable(cls, records):
+        """A History from records read from strict JSON: null (a non-finite number) becomes NaN."""
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ValueError("history: expected a JSON list of records (objects)")
+        return cls([{k: math.nan if v is None else v for k, v in r.items()} for r in records])
 
     def to_csv(self, path):
         keys = self.keys()

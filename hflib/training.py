@@ -31,18 +31,22 @@ def fit(updater, data, epochs=1, batch_size=None, *, validation_data=None, valid
     """Train `updater` for `epochs` passes over `data`; returns the run's `History`.
 
     data: (x, y) arrays — shuffled each epoch in an order that is a pure function of
-      (updater.seed, epoch), cut into `batch_size` batches (a last partial batch is dropped) — or
-      a `tf.data.Dataset` of (x, y) batches (one pass is an epoch; an infinite one needs
-      `steps_per_epoch`).
-    epochs: passes of this run (as in Keras, a second `fit` call trains `epochs` more). With
-      `resume=True` the run stored in `checkpoint_dir` continues towards the same `epochs`.
+      (updater.seed, the update counter when the run began, epoch), cut into `batch_size` batches
+      (a last partial batch is dropped) — or a `tf.data.Dataset` of (x, y) batches (one pass is an
+      epoch; one of unknown length is counted first; an infinite one needs `steps_per_epoch`).
+    epochs: passes of this run (as in Keras, a second `fit` call trains `epochs` more, in new
+      orders; its History's `epoch` column counts its own passes, `update` goes on). With
+      `resume=True` the run stored in `checkpoint_dir` continues towards `epochs`.
     validation_data, validation_every: (x, y) evaluated every N updates (default: after each epoch)
       into `val_loss` / `val_error`; excluded from `time`.
-    callbacks: Keras callbacks (see `hflib.callbacks`), called after hflib's own.
+    callbacks: Keras callbacks (see `hflib.callbacks`), called after validation and the History's
+      record, before the budget, the progress bar and the checkpoints.
     progress: show a progress bar (True, or a label for it).
     max_updates, max_seconds: stop after this many updates of this call / seconds of training.
     checkpoint_dir, checkpoint_every, resume: checkpoints every N updates (default: each epoch) and
-      at the end (an interrupt included); `resume=True` restores the newest one and continues.
+      at the end (an interrupt included); `resume=True` restores the newest intact one and
+      continues (refusing changed settings; see `hflib.checkpoints`). A new run refuses a folder
+      holding checkpoints of another run.
 
     Ctrl-C (or SIGTERM turned into KeyboardInterrupt by the caller) ends the run after the update
     in progress; the History is returned with `history.interrupted = True`, and a checkpoint is
@@ -61,6 +65,8 @@ def fit(updater, data, epochs=1, batch_size=None, *, validation_data=None, valid
         raise ValueError("resume: needs checkpoint_dir")
     if resume:
         run.restore(store)
+    elif store is not None:
+        store.check_fresh_start()
     hooks = _hooks(run, validation_data, validation_every, callbacks, progress, max_updates, max_seconds,
                    store, checkpoint_every)
     _loop(run, hooks)
@@ -87,6 +93,8 @@ def _hooks(run, validation_data, validation_every, callbacks, progress, max_upda
     for hook in hooks:
         if not isinstance(hook, keras.callbacks.Callback):
             raise TypeError(f"callbacks: expected keras.callbacks.Callback instances, got {type(hook).__name__}")
+    _callbacks.prepare_for_keras(run.updater.model, [h for h in hooks if not isinstance(h, _callbacks.Callback)])
+    for hook in hooks:
         hook.set_model(run.updater.model)
         hook.set_params({"epochs": run.epochs, "steps": run.source.steps_per_epoch, "verbose": 0})
         if isinstance(hook, _callbacks.Callback):
@@ -95,35 +103,51 @@ def _hooks(run, validation_data, validation_every, callbacks, progress, max_upda
 
 
 def _loop(run, hooks):
-    """Epochs of batches: one update each, its record through every hook in order."""
+    """Epochs of batches: one update each, its record through every hook in order. An interrupt
+    (Ctrl-C, or SIGTERM when a handler turns it into KeyboardInterrupt) is held until the update,
+    its hooks and any epoch-end hooks are done, so an applied update is never left unrecorded."""
     model = run.updater.model
     model.stop_training = False
     run.history.interrupted = False
-    warm_up(run.updater, *run.source.first())
-    for hook in hooks:
-        hook.on_train_begin()
-    logs = {}
+    logs, begun = {}, False
     try:
+        with _deferred_interrupt():
+            warm_up(run.updater, *run.source.first())
+        _call(hooks, "on_train_begin", None, {})
+        begun = True
         while run.epoch < run.epochs and not model.stop_training:
-            for hook in hooks:
-                hook.on_epoch_begin(run.epoch)
-            for b, (xb, yb) in run.source.epoch(run.epoch, skip=run.batch):
-                for hook in hooks:
-                    hook.on_train_batch_begin(b)
+            _call(hooks, "on_epoch_begin", run.epoch, {})
+            for b, (xb, yb) in run.source.epoch(run.epoch, skip=run.batch, offset=run.first_update):
+                _call(hooks, "on_train_batch_begin", b, {})
                 with _deferred_interrupt():
                     logs = run.step(xb, yb)
-                    for hook in hooks:
-                        hook.on_train_batch_end(b, logs)
+                    _call(hooks, "on_train_batch_end", b, logs)
+                    if run.last_of_epoch:
+                        _call(hooks, "on_epoch_end", run.epoch - 1, dict(logs))
                 if model.stop_training:
                     break
-            if run.last_of_epoch:
-                for hook in hooks:
-                    hook.on_epoch_end(run.epoch - 1, dict(logs))
     except KeyboardInterrupt:
         run.history.interrupted = True
     finally:
-        for hook in hooks:
-            hook.on_train_end({**logs, "interrupted": run.history.interrupted})
+        if begun:
+            with _deferred_interrupt():
+                _call(hooks, "on_train_end", None, {**logs, "interrupted": run.history.interrupted})
+
+
+def _call(hooks, name, index, logs):
+    """Call hook `name` on every hook. hflib's callbacks get the record itself; Keras callbacks a
+    copy without `epoch` (Keras passes the epoch index itself, and a record key `epoch` breaks
+    ModelCheckpoint's file-name format and doubles CSVLogger's first column)."""
+    keras_logs = None
+    for hook in hooks:
+        if isinstance(hook, _callbacks.Callback):
+            hook_logs = logs
+        else:
+            if keras_logs is None:
+                keras_logs = {k: v for k, v in logs.items() if k != "epoch"}
+            hook_logs = keras_logs
+        method = getattr(hook, name)
+        method(hook_logs) if index is None else method(index, hook_logs)
 
 
 def warm_up(updater, x, y):
@@ -131,36 +155,47 @@ def warm_up(updater, x, y):
     update changed, so that a timed loop measures training, not tracing."""
     state = updater.state_variables()
     saved = [tf.identity(v) for v in state]
-    updater.step(x, y)
-    for v, value in zip(state, saved):
-        v.assign(value)
+    try:
+        updater.step(x, y)
+    finally:
+        for v, value in zip(state, saved):
+            v.assign(value)
 
 
 @contextlib.contextmanager
 def _deferred_interrupt():
-    """Hold Ctrl-C (SIGINT) until the update and its record are complete, so an interrupt never
-    leaves an applied update unrecorded; re-raised at the end of the block."""
+    """Hold SIGINT (Ctrl-C) and SIGTERM until the block is done, so an interrupt never leaves an
+    applied update unrecorded or a checkpoint half written; then call the handler that was
+    installed (SIGINT's default raises KeyboardInterrupt). SIGTERM is held only when a Python
+    handler is installed (e.g. the CLI's); otherwise it ends the process as usual."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    caught, previous = [], {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            previous[signum] = handler
+            signal.signal(signum, lambda number, frame: caught.append(number))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            raise KeyboardInterrupt
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            previous[signum](signum, None)
 
 
 class Run:
     """The state of one training run: updater, data source, History and position
-    (epoch, batches done in it), and the settings a resumed run must keep."""
+    (epoch, batches done in it, the updater's counter when the run began), and the settings a
+    resumed run must keep."""
 
     def __init__(self, updater, source, epochs):
         self.updater, self.source, self.epochs = updater, source, epochs
         self.history = History()
         self.epoch, self.batch, self.time = 0, 0, 0.0
+        self.first_update = self.update
         self.settings = {"batch_size": source.batch_size, "examples": source.examples,
                          "steps_per_epoch": source.steps_per_epoch}
 
@@ -174,7 +209,7 @@ class Run:
         return self.batch == 0 and self.epoch > 0
 
     def position(self):
-        return {"epoch": self.epoch, "batch": self.batch, "time": self.time}
+        return {"epoch": self.epoch, "batch": self.batch, "time": self.time, "first_update": self.first_update}
 
     def remaining_updates(self, max_updates=None):
         left = (self.epochs - self.epoch) * self.source.steps_per_epoch - self.batch
@@ -199,6 +234,7 @@ class Run:
             return
         number, self.history, position = restored
         self.epoch, self.batch, self.time = position["epoch"], position["batch"], position["time"]
+        self.first_update = position["first_update"]
         print(f"hflib: resumed from {store.directory}/ckpt-{number} (update {number}, epoch "
               f"{self.epoch + self.batch / self.source.steps_per_epoch:.3g} of {self.epochs}, "
               f"λ = {_state(self.updater)})", flush=True)
@@ -235,7 +271,9 @@ def _checked_arrays(data, updater, name):
 
 
 class ArrayBatches:
-    """Shuffled mini-batches of in-memory arrays; the order is `data_order(n, seed, epoch)`."""
+    """Shuffled mini-batches of in-memory arrays. Epoch e of a run that began at update u is in the
+    order `data_order(n, seed, u + e)`: a fresh run's epochs use orders 0, 1, …, and a later
+    `fit` call on the same updater new ones (a call that did d ≥ 1 updates used at most d orders)."""
 
     def __init__(self, x, y, batch_size, seed):
         self.x, self.y, self.seed = x, y, seed
@@ -248,8 +286,8 @@ class ArrayBatches:
     def first(self):
         return self.x[:self.batch_size], self.y[:self.batch_size]
 
-    def epoch(self, epoch, skip=0):
-        order = data_order(self.examples, self.seed, epoch)
+    def epoch(self, epoch, skip=0, offset=0):
+        order = data_order(self.examples, self.seed, offset + epoch)
         for b in range(skip, self.steps_per_epoch):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield b, (tf.gather(self.x, idx), tf.gather(self.y, idx))
@@ -259,7 +297,8 @@ class DatasetBatches:
     """The batches of a `tf.data.Dataset`. A finite dataset's pass is an epoch (its length is
     counted once when TensorFlow does not know it); an infinite one needs `steps_per_epoch`.
     Resuming at epoch e replays the dataset's first e passes without training, so a seeded
-    shuffle continues exactly."""
+    shuffle continues exactly (for a dataset built the same way under the same global seed:
+    TensorFlow derives a seeded shuffle's seeds from both)."""
 
     def __init__(self, dataset, steps_per_epoch=None):
         self.dataset, self.batch_size = dataset, None
@@ -286,7 +325,8 @@ class DatasetBatches:
             raise TypeError("data: expected a tf.data.Dataset of (x, y) batches")
         return element
 
-    def epoch(self, epoch, skip=0):
+    def epoch(self, epoch, skip=0, offset=0):
+        """The batches of pass `epoch` (`offset` is for arrays; a dataset's own shuffle goes on)."""
         if self._stream is not None:                        # infinite: one stream across epochs
             if self._passes == 0:
                 for _ in range(epoch * self.steps_per_epoch + skip):

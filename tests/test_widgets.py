@@ -1,4 +1,5 @@
-"""The lecture sliders: the pure functions behind them and the ipywidgets views."""
+"""The lecture sliders: the pure functions behind them (`damping_study` runs `hflib.fit`) and the
+ipywidgets views."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,6 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from hflib import cg, widgets  # noqa: E402
+from hflib.history import History  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*non-interactive.*:UserWarning")
 
@@ -38,7 +40,9 @@ def studies():
 
 def test_damping_study_is_deterministic(studies):
     again = widgets.damping_study(1.1, 1.0, updates=UPDATES)
+    assert isinstance(again, History) and not again.interrupted          # fit's History
     assert _records(again) == _records(studies[1.1])
+    np.testing.assert_allclose(again["epoch"], np.arange(1, UPDATES + 1) * 100 / 2000)
     assert len(again) == UPDATES and list(again["update"]) == list(range(1, UPDATES + 1))
     assert again["damping"][0] == 1.0
     # r and λ live in variables: moving the sliders never recompiles the update
@@ -62,8 +66,8 @@ def test_damping_study_starts_from_lambda0():
 
 
 @pytest.mark.parametrize("kwargs, field", [(dict(r=1.0), "r"), (dict(r=0.9), "r"),
-                                           (dict(r=1.5, damping0=0.0), "damping0"),
-                                           (dict(r=1.5, damping0=-1.0), "damping0")])
+                                           (dict(r=1.5, initial_damping=0.0), "initial_damping"),
+                                           (dict(r=1.5, initial_damping=-1.0), "initial_damping")])
 def test_damping_study_rejects_bad_arguments(kwargs, field):
     with pytest.raises(ValueError, match=field):
         widgets.damping_study(**kwargs)
@@ -153,7 +157,7 @@ def test_damping_view_sliders_and_callback(capsys):
     r_slider.value = 2.0
     second = capsys.readouterr().out
     assert "r = 2.000, λ₀ = 1: final λ" in second
-    assert v.kwargs == {"r": 2.0, "damping0": 1.0}
+    assert v.kwargs == {"r": 2.0, "initial_damping": 1.0}
     lam_slider.value = 0.1
     third = capsys.readouterr().out
     assert "λ₀ = 0.1: final λ" in third
