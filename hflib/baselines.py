@@ -64,7 +64,8 @@ class FirstOrder(tf.Module):
         return self._update.experimental_get_tracing_count()
 
     def get_config(self):
-        config = self.optimizer.get_config()
+        config = {k: float(f"{v:.7g}") if isinstance(v, float) else v       # float32 values as given
+                  for k, v in self.optimizer.get_config().items()}
         return {"updater": "FirstOrder", "loss": self.loss.name, "seed": self.seed,
                 "optimizer": type(self.optimizer).__name__,
                 **{k: v for k, v in config.items() if k != "name" and isinstance(v, (int, float, str, bool, type(None)))}}

@@ -139,6 +139,8 @@ def labels(loss, y, x, model):
     y = tf.convert_to_tensor(y)
     width = model.output_shape[-1]
     loss.targets(y, tf.zeros([x.shape[0], width], model_dtype(model)))
+    if y.dtype.is_floating and y.dtype != model_dtype(model):
+        y = tf.cast(y, model_dtype(model))          # one compiled update per model dtype, not per label dtype
     return y
 
 
