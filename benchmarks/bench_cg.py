@@ -18,7 +18,7 @@ on one flat vector: pcg itself cannot be XLA-compiled, since φ and the saved it
 data-dependent lengths.
 
     python benchmarks/bench_cg.py                   # full; appends to RESULTS.md
-    python benchmarks/bench_cg.py --quick --no-write  # seconds: MLP 784-50-10, batch 100
+    python benchmarks/bench_cg.py --quick --no-write  # smoke test: MLP 784-50-10, fewer rows
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ tf.get_logger().setLevel("ERROR")        # (one tf.function per configuration: n
 
 import hflib
 from hflib import models
+from hflib import preconditioners as pre
 from hflib.curvature import linearize
 from hflib.vectors import axpy, dot, flatten, unflatten
 
@@ -120,12 +121,13 @@ def entries(tensors):
     return tf.add_n([tf.reduce_sum(tf.reshape(t, [-1])[:1]) for t in tensors])
 
 
-def variants(baseline):
+def variants(baseline, quick):
     new = hflib.pcg
     rows = [("product only", dict(solver=None))]
     if baseline is not None:
         rows.append(("old (lists, φ from 2 dots)", dict(solver=baseline.pcg)))
-    return rows + [("**new** (lists)", dict(solver=new)), ("new, flat", dict(solver=new, flat=True))]
+    rows.append(("**new** (lists)", dict(solver=new)))
+    return rows if quick else rows + [("new, flat", dict(solver=new, flat=True))]
 
 
 def update_runner(vectors, n, jit):
@@ -160,14 +162,15 @@ BARE = "bare PCG loop, synthetic c ⊙ v"
 def configs(quick, baseline):
     """(group, row, run of lo iterations, run of hi iterations, lo, hi), each compiled and checked."""
     gradient, products, diag, like = problem(quick)
-    lo, hi = (3, 8) if quick else (5, 25)
+    lo, hi = (2, 5) if quick else (5, 25)
     out = []
     for pname, setup in products.items():
-        for vname, opts in variants(baseline):
-            out.append((pname, vname, runner(setup, diag, like, lo, **opts), runner(setup, diag, like, hi, **opts), lo, hi))
+        for vname, opts in variants(baseline, quick):
+            runs = [runner(setup, diag, like, n, **opts) for n in (lo, hi)]
+            out.append((pname, vname, *runs, lo, hi))
     synthetic, b = products["synthetic c ⊙ v"]()
     scale = synthetic([tf.ones_like(t) for t in b])
-    for layout in ("lists", "flat"):
+    for layout in ("lists",) if quick else ("lists", "flat"):
         vecs = (b, scale, diag) if layout == "lists" else tuple([flatten(v)] for v in (b, scale, diag))
         for jit in (False, True):
             name = layout + (" + XLA" if jit else "")
@@ -198,16 +201,62 @@ def measure(gradient, runs, rounds):
             grads.append(t_grad)
             per_iter[group, name].append(t)
             ratios[group, name].append(t / t_grad)
-    return {k: (statistics.median(per_iter[k]), statistics.median(ratios[k])) for k in per_iter}, statistics.median(grads)
+    medians = {k: (statistics.median(per_iter[k]), statistics.median(ratios[k])) for k in per_iter}
+    return medians, statistics.median(grads)
+
+
+def stop_study(quick, baseline):
+    """float32 vs float64 CG on the damped GGN system of the deep autoencoder at initialisation: where
+    each rule stops and the φ it reaches, evaluated in float64 at the iterate (table rows)."""
+    sizes = (784, 32, 8) if quick else (784, 1000, 500, 250, 30)
+    batch = 50 if quick else 1000
+    loss = hflib.losses.get("sigmoid_cross_entropy")
+    data = np.random.default_rng(0).uniform(size=(batch, 784))
+    nets = {dt: models.deep_autoencoder(sizes, dtype=dt) for dt in ("float32", "float64")}
+    for w64, w32 in zip(nets["float64"].trainable_variables, nets["float32"].trainable_variables):
+        w64.assign(tf.cast(w32, tf.float64))
+    x64 = tf.constant(data)
+
+    def solve(solver, dt, lam, precondition):
+        model, x = nets[dt], tf.constant(data.astype(dt))
+
+        @tf.function
+        def run():
+            lin = linearize(model, loss, x, x)
+            lam_t = tf.constant(lam, dt)
+            diag = pre.martens(model, loss, x, x, lam_t) if precondition else None
+            return solver(lambda v: axpy(lam_t, v, lin.ggn_vp(v)), [-g for g in lin.gradient()],
+                          preconditioner=diag, max_iters=250)
+        return run()
+
+    @tf.function
+    def phi64(p, lam):
+        lin = linearize(nets["float64"], loss, x64, x64)
+        p = [tf.cast(t, tf.float64) for t in p]
+        return 0.5 * dot(p, axpy(lam, p, lin.ggn_vp(p))) + dot(lin.gradient(), p)
+
+    solvers = ([("old", baseline.pcg)] if baseline is not None else []) + [("new", hflib.pcg)]
+    rows = []
+    for lam, precondition in ((1e-3, False),) if quick else ((1e-3, False), (1.0, True)):
+        for (name, solver), dt in [(sv, dt) for sv in solvers for dt in ("float32", "float64")]:
+            res = solve(solver, dt, lam, precondition)
+            rows.append(f"| λ = {lam:g}{', Martens M' if precondition else ''} | {name} | {dt} | "
+                        f"{int(res.iterations)} | {hflib.cg.STOP_REASONS[int(res.stop_reason)]} | "
+                        f"{float(res.reduction):.7g} | {float(phi64(res.x, tf.constant(lam, tf.float64))):.7g} |")
+    net = "-".join(map(str, sizes))
+    return [f"Where CG stops, float32 against float64: deep autoencoder {net} at initialisation, batch {batch} "
+            "(uniform random inputs), sigmoid cross-entropy, Martens' rule ε = 5e-4, max 250 iterations.", "",
+            "| system | CG | dtype | iterations | stop | φ (CG's) | φ in float64 at the iterate |",
+            "|---|---|---|---|---|---|---|"] + rows
 
 
 def main():
     p = parser(__doc__)
     p.add_argument("--baseline", default=BASELINE, help="git revision of the 'old' hflib/cg.py")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 15; quick 3)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 15; quick 2)")
     args = p.parse_args()
     quick = is_quick(args)
-    rounds = args.rounds or (3 if quick else 15)
+    rounds = args.rounds or (2 if quick else 15)
     baseline = load_baseline(args.baseline)
     gradient, runs = configs(quick, baseline)
     results, t_grad = measure(gradient, runs, rounds)
@@ -227,7 +276,9 @@ def main():
               "median of 3 gradients timed just before in the same round. 'old' is hflib/cg.py at "
               + (args.baseline if baseline else "(not available)") + "; preconditioner: a fixed random "
               "diagonal in [1, 2]; λ = 1e-3. 'flat' calls pcg on one concatenated vector, the product "
-              "splitting it and re-concatenating its result every iteration."]
+              "splitting it and re-concatenating its result every iteration.", ""]
+    print("\n".join(lines), flush=True)
+    lines += stop_study(quick, baseline)
     write_results("bench_cg.py — CG's per-iteration cost against a gradient", lines, args)
 
 
