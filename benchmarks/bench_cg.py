@@ -162,7 +162,7 @@ BARE = "bare PCG loop, synthetic c ⊙ v"
 def configs(quick, baseline):
     """(group, row, run of lo iterations, run of hi iterations, lo, hi), each compiled and checked."""
     gradient, products, diag, like = problem(quick)
-    lo, hi = (2, 5) if quick else (5, 25)
+    lo, hi = (2, 5) if quick else (5, 35)
     out = []
     for pname, setup in products.items():
         for vname, opts in variants(baseline, quick):
@@ -253,10 +253,10 @@ def stop_study(quick, baseline):
 def main():
     p = parser(__doc__)
     p.add_argument("--baseline", default=BASELINE, help="git revision of the 'old' hflib/cg.py")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 15; quick 2)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 30; quick 2)")
     args = p.parse_args()
     quick = is_quick(args)
-    rounds = args.rounds or (2 if quick else 15)
+    rounds = args.rounds or (2 if quick else 30)
     baseline = load_baseline(args.baseline)
     gradient, runs = configs(quick, baseline)
     results, t_grad = measure(gradient, runs, rounds)
