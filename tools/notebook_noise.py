@@ -4,11 +4,15 @@ TensorFlow's C++ start-up and runtime messages reach a notebook as stderr stream
 (ipykernel forwards file descriptor 2): absl lines such as ``E0000 00:00:… failed call to
 cuInit``, the oneDNN and CPU-feature notices, ``Not handling type DT_DOUBLE`` blocks, and
 Python-logger notices such as ``WARNING:tensorflow:… triggered tf.function retracing``.
+Under pytest, ipykernel stops forwarding file-descriptor output when it finds ``PYTEST_CURRENT_TEST``
+in its environment, so TensorFlow's C++ lines would silently miss the check: start test kernels
+with `kernel_env()`, which leaves that variable out, so that they show what JupyterLab shows.
 Python warnings that hflib raises on purpose (``UserWarning: …``) and progress bars are not
 matched. Used by notebooks/conftest.py on every nbval cell and by the student-copy test.
 """
 from __future__ import annotations
 
+import os
 import re
 
 PATTERNS = (
@@ -47,3 +51,8 @@ def notebook_noise(nb) -> dict[int, list[str]]:
         if lines:
             report[index] = lines
     return report
+
+
+def kernel_env() -> dict:
+    """The environment for a test kernel that forwards fd 1/2 output like a JupyterLab kernel does."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}

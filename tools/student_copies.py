@@ -41,6 +41,15 @@ _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(")
 _LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 
 
+CONVENTIONS_KEY, CONVENTIONS_VERSION = "hflib_course", 2
+
+
+def follows_conventions(nb) -> bool:
+    """True when the notebook's metadata declares it follows notebooks/CONVENTIONS.md
+    (``"hflib_course": {"conventions": 2}``); the stricter checks apply to those notebooks."""
+    return nb.get("metadata", {}).get(CONVENTIONS_KEY, {}).get("conventions") == CONVENTIONS_VERSION
+
+
 def sources():
     """The instructor notebooks, in course order."""
     return sorted(SOURCE.glob("[0-9][0-9]_*.ipynb"))
@@ -108,6 +117,7 @@ def banner(source_name: str):
         "plainly which exercise is not solved yet. \"Run All\" runs past those cells, so each exercise "
         "can be solved and checked on its own.")
     cell.metadata["tags"] = [BANNER_TAG]
+    cell["id"] = BANNER_TAG                         # fixed, so that a copy is reproducible byte for byte
     return cell
 
 
