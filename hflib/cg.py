@@ -20,8 +20,11 @@ Every term is negative, so φ_i decreases monotonically and its rounding error
 stays relative to |φ_i|. Checked against ½xᵢᵀAxᵢ − bᵀxᵢ in long double on SPD
 systems up to cond 1e8, cold and warm started: the same error as −½(b + r)ᵀx
 (float64: within 1e-13 of max|φ|; float32: within 4e-4, the two formulas alike).
-Two dot products fewer per iteration: CG's vector work per iteration on the MNIST
-MLP (d = 636,010) fell from 0.13 to 0.10 of a gradient (benchmarks/bench_cg.py).
+Two dot products fewer per iteration: on the MNIST MLP (d = 636,010) CG's work
+beyond a cheap synthetic product fell from 0.138 to 0.117 of a gradient (quiet
+machine; 0.131 to 0.103 under load). With the real cached G·v the whole iteration
+went from 1.071 to 1.068 gradients (quiet; 1.154 to 1.087 under load), so there the
+saving is within the noise (benchmarks/bench_cg.py).
 
 Vectors stay lists of tensors, one per variable. One flat buffer (b and M
 flattened once, the product's argument split and its result concatenated every
