@@ -102,10 +102,6 @@ def find_suggestions(nb) -> list[Suggestion]:
 def _bound_names(node) -> set:
     """Names a top-level statement binds (not those local to functions, classes or comprehensions;
     not the throw-away name `_`)."""
-    return _all_bound_names(node) - {"_"}
-
-
-def _all_bound_names(node) -> set:
     names = set()
     stack = [node]
     while stack:
@@ -122,7 +118,7 @@ def _all_bound_names(node) -> set:
         if isinstance(current, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
             continue
         stack.extend(ast.iter_child_nodes(current))
-    return names
+    return names - {"_"}
 
 
 def _block_reads(statements, bound=()) -> set:
