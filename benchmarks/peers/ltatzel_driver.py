@@ -2,7 +2,9 @@
 
 Run with a Python that has torch, BackPACK and `hessianfree` installed (not hflib's):
 
-    TORCH_PYTHON benchmarks/peers/ltatzel_driver.py DATA.npz
+    TORCH_PYTHON benchmarks/peers/ltatzel_driver.py DATA.npz [THREADS]
+
+THREADS sets torch.set_num_threads (default: torch's own choice, one per core).
 
 DATA.npz (written by bench_peers.py) holds the training batches in the order to use (`x`, `y`),
 the test set (`xt`, `yt`), the batch size and the initial weights of hflib's 784-800-10 ReLU
@@ -128,6 +130,8 @@ def answer(obj):
 
 
 def main():
+    if len(sys.argv) > 2:
+        torch.set_num_threads(int(sys.argv[2]))
     driver = Driver(sys.argv[1])
     answer({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "params": sum(p.numel() for p in driver.params)})
