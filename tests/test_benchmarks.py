@@ -72,6 +72,11 @@ def check_cg(tables):
     assert new and all(_number(r["× gradient"]) > 0 for r in new)
 
 
+def check_peers(tables):
+    rows = [r for r in tables[0] if r and "hflib" in " ".join(r.values())]
+    assert rows, tables[0]
+
+
 def check_distributed(tables):
     rows = tables[0]
     assert len(rows) == 2 and all(_number(r["s / update"]) > 0 for r in rows)
@@ -79,7 +84,8 @@ def check_distributed(tables):
 
 CHECKS = {"bench_products.py": check_products, "bench_sine.py": check_sine, "bench_mnist_epoch.py": check_mnist_epoch,
           "bench_time_to_accuracy.py": check_time_to_accuracy, "bench_fisher.py": check_fisher,
-          "bench_cg.py": check_cg, "bench_distributed.py": check_distributed}
+          "bench_cg.py": check_cg, "bench_distributed.py": check_distributed,
+          "bench_peers.py": check_peers}
 
 
 @pytest.mark.mnist
