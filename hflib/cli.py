@@ -98,8 +98,9 @@ def build_parser():
         elif isinstance(kind, tuple):
             hf.add_argument(flag, choices=kind, default=None, dest=field, help=f"{text} (HFConfig: {default})")
         else:
+            shown = "100 / batch size" if field == "damping_min" and default is None else default
             hf.add_argument(flag, type=_type(kind, flag), default=None, dest=field,
-                            help=f"{text} (HFConfig: {default})")
+                            help=f"{text} (HFConfig: {shown})")
     train.add_argument("--lr", type=_type("positive", "--lr"), help="SGD/Adam learning rate (default: the preset's)")
     train.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the data order; default: 0")
     train.add_argument("--eval-every", type=_type("count", "--eval-every"),

@@ -60,25 +60,26 @@ class Preset:
 PRESETS = {p.name: p for p in (
     Preset("sine", "report §V.A: noisy sine, 1-15-15-1 ReLU, squared error", "sine_mlp", "squared_error",
            batch_size=1000, epochs=100, quick_epochs=20,
-           hf={"initial_damping": 0.01, "r": 1.01, "window": "report"},
-           why="the report's Fig. 2 setting: r = 1.01 and its CG window (with t = min_iters = 3 minimum steps, "
-               "HFConfig's default); "
-               "λ₀ = 0.01 was the best of {1, 0.1, 0.01} measured on this task",
+           hf={"initial_damping": 0.01, "damping_min": 1e-6, "r": 1.01, "window": "report"},
+           why="the report's Fig. 2 setting (r = 1.01, its CG window with t = 3 minimum steps); a batch is half "
+               "of the 2000 points, so the mini-batch floor of λ only slows this regression: measured, this "
+               "preset reaches a loss of 0.0056 after 5 epochs, HFConfig's defaults after 42 (both end at the "
+               "noise floor 0.005). λ₀ = 0.01 was the best of {1, 0.1, 0.01}",
            sgd={"learning_rate": 0.3, "batch_size": 100}, adam={"learning_rate": 1e-2, "batch_size": 100}),
     Preset("mnist-mlp", "report §V.B: MNIST, 784-800-10 ReLU, softmax cross-entropy", "mnist_mlp",
-           "softmax_cross_entropy", batch_size=1000, epochs=20, quick_epochs=1,
-           hf={"initial_damping": 1.0, "damping_min": 0.1},
-           why="on MNIST mini-batches the LM rule drives λ towards 0.01 and the test error oscillates; "
-               "λ₀ = 1 with a floor of 0.1 trains steadily",
+           "softmax_cross_entropy", batch_size=1000, epochs=20, quick_epochs=1, hf={},
+           why="HFConfig's defaults were measured on this task",
            sgd={"learning_rate": 0.1, "batch_size": 100}, adam={"learning_rate": 1e-3, "batch_size": 128}),
     Preset("mnist-cnn", "MNIST, a small CNN (three stride-2 3×3 convolutions, Dense 64)", "mnist_cnn",
-           "softmax_cross_entropy", batch_size=1000, epochs=10, quick_epochs=1,
-           hf={"initial_damping": 1.0, "damping_min": 0.1},
-           why="as for the MLP",
+           "softmax_cross_entropy", batch_size=1000, epochs=10, quick_epochs=1, hf={},
+           why="HFConfig's defaults (measured: 3.2% test error after one epoch at batch 1000)",
            sgd={"learning_rate": 0.1, "batch_size": 100}, adam={"learning_rate": 1e-3, "batch_size": 128}),
     Preset("autoencoder", "Martens (2010): MNIST deep autoencoder 784-1000-500-250-30, sparse init, "
            "sigmoid cross-entropy", "autoencoder", "sigmoid_cross_entropy", batch_size=1000, epochs=10,
-           quick_epochs=1, hf={}, why="Martens' own settings are HFConfig's defaults (λ₀ = 45)",
+           quick_epochs=1, hf={"initial_damping": 45.0, "damping_min": 1e-6, "weight_decay": 2e-5},
+           why="Martens' own settings (λ₀ = 45, no floor, L2 weight cost 2e-5); measured after 20 updates at batch "
+               "1000, λ₀ = 45 without a floor reached a test reconstruction loss of 131.6 against 143.8 with the "
+               "floor 0.1 and 201 with λ₀ = 1 and the floor",
            sgd={"learning_rate": 0.1, "batch_size": 100, "momentum": 0.9, "nesterov": True},
            adam={"learning_rate": 1e-3, "batch_size": 128}),
 )}
@@ -227,7 +228,7 @@ def mnist_compare(hf_batch_sizes=(75, 250, 1000), seconds=None, quick=None, seed
     seconds = seconds or (20 if quick else 1200)
     runs = {}
     for batch in hf_batch_sizes:
-        options = {"r": 1.01 if batch < 150 else PRESETS["mnist-mlp"].hf.get("r", 1.5), **(hf_options or {})}
+        options = {**({"r": 1.01} if batch < 150 else {}), **(hf_options or {})}
         runs[f"hf{batch}"] = run("mnist-mlp", "hf", batch_size=batch, seconds=seconds, quick=quick, seed=seed,
                                  task=task, progress=progress, **options)
     for name in ("sgd", "adam"):
@@ -238,7 +239,7 @@ def mnist_compare(hf_batch_sizes=(75, 250, 1000), seconds=None, quick=None, seed
 def damping_trace(batch_size=75, rs=(1.5, 1.01), updates=None, quick=None, seed=0, progress=True, task=None,
                   **hf_options):
     """The report's Fig. 1: the λ trace of HF at a small batch for several factors r. `hf_options`
-    override the preset (e.g. ``damping_min=1e-6`` for the report's setting without a floor)."""
+    override the preset (e.g. ``damping_min=1e-6`` for the report's setting without the default floor)."""
     quick = quick_mode(quick)
     task = task if task is not None else task_data("mnist-mlp", quick, seed=seed)
     updates = updates or (30 if quick else 800)

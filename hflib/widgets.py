@@ -29,7 +29,8 @@ from .training import fit
 def _sine_trainer(batch_size, seed):
     x, y = data.make_sine_data(seed=seed)
     model = models.sine_mlp(seed=seed)
-    hf = HessianFree(model, "squared_error", seed=seed, min_iters=3, max_iters=30, window="report")
+    # no floor of λ: the slider shows the LM rule itself
+    hf = HessianFree(model, "squared_error", seed=seed, min_iters=3, max_iters=30, window="report", damping_min=1e-6)
     return hf, model.get_weights(), (x, y)
 
 

@@ -41,9 +41,9 @@ def small_sine():
 
 @pytest.fixture(scope="module")
 def sine_run(sine64):
-    """HF on the report's sine task (1-15-15-1 ReLU, batch 1000, λ₀ = 1, r = 1.5), 15 epochs, float64."""
+    """HF on the report's sine task (1-15-15-1 ReLU, batch 1000, λ₀ = 1, r = 1.5, no floor), 15 epochs, float64."""
     x, y = sine64
-    hf = HessianFree(models.sine_mlp(dtype=F64), "squared_error", initial_damping=1.0, r=1.5)
+    hf = HessianFree(models.sine_mlp(dtype=F64), "squared_error", initial_damping=1.0, r=1.5, damping_min=1e-6)
     history = hflib.fit(hf, (x, y), epochs=15, batch_size=1000, validation_data=(x, y), progress=False)
     return hf, history
 
@@ -142,6 +142,16 @@ def test_optimizer_lambda_follows_the_lm_rule_over_a_real_run(sine_run):
     np.testing.assert_allclose(np.abs(moves[moves != 0]), math.log(1.5), rtol=1e-9)
 
 
+def test_the_default_floor_of_lambda_is_100_over_the_batch_size(small_sine):
+    x, y = small_sine
+    for batch in (50, 200):
+        hf = HessianFree(models.sine_mlp(hidden=(8,), dtype=F64), "squared_error", initial_damping=1e-3)
+        records = [hf.step(x[:batch], y[:batch]) for _ in range(3)]
+        assert records[0]["damping"] == pytest.approx(100 / batch)     # λ₀ below the floor is raised to it
+        assert min(r["damping"] for r in records) >= 100 / batch * (1 - 1e-12)
+        assert float(hf.damping.numpy()) >= 100 / batch * (1 - 1e-12)
+
+
 def test_lambda_is_clamped_to_damping_min(small_sine):
     x, y = small_sine
     hf = HessianFree(models.sine_mlp(hidden=(8,), dtype=F64), "squared_error", initial_damping=1.0,
@@ -204,7 +214,8 @@ def test_a_step_to_a_nonfinite_loss_is_never_applied_without_a_line_search():
     model = keras.Model(inp, _Exploding(start, dtype=F64, name="exploding")(out, dense.kernel))
     x = np.random.default_rng(0).normal(size=(30, 3))
     y = np.random.default_rng(1).normal(size=(30, 2)) + 5.0
-    hf = HessianFree(model, "squared_error", initial_damping=1.0, line_search=False, backtracking=False)
+    hf = HessianFree(model, "squared_error", initial_damping=1.0, damping_min=1e-6, line_search=False,
+                     backtracking=False)
     before = weights_bytes(model)
     record = hf.step(x, y)
     assert record["accepted"] is False and record["rate"] == 0

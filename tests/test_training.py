@@ -374,7 +374,8 @@ def test_nonfinite_batches_warn_once_and_keep_the_weights(sine):
     assert len(ours) == 1
     assert h["nonfinite"].sum() == len(h) == 2 * STEPS and not h["accepted"].any()
     assert weights_bytes(hf.model) == before
-    np.testing.assert_allclose(h["damping"], 1.0 * 1.5 ** np.arange(2 * STEPS), rtol=1e-12)
+    start = max(1.0, 100 / BATCH)                          # λ₀, raised to the default floor 100/B
+    np.testing.assert_allclose(h["damping"], start * 1.5 ** np.arange(2 * STEPS), rtol=1e-12)
 
 
 def test_finite_data_do_not_warn(sine):
