@@ -82,6 +82,11 @@ def check_batch_study(tables):
     assert len(rows) == 6 and all(0 < _number(r["best test error (updates run)"]) < 60 for r in rows)
 
 
+def check_defaults(tables):
+    rows = tables[0]
+    assert len(rows) == 10 and all(0 < _number(r["validation loss"]) < 1000 for r in rows)
+
+
 def check_distributed(tables):
     rows = tables[0]
     assert len(rows) == 2 and all(_number(r["s / update"]) > 0 for r in rows)
@@ -90,7 +95,8 @@ def check_distributed(tables):
 CHECKS = {"bench_products.py": check_products, "bench_sine.py": check_sine, "bench_mnist_epoch.py": check_mnist_epoch,
           "bench_time_to_accuracy.py": check_time_to_accuracy, "bench_fisher.py": check_fisher,
           "bench_cg.py": check_cg, "bench_distributed.py": check_distributed,
-          "bench_peers.py": check_peers, "bench_batch_study.py": check_batch_study}
+          "bench_peers.py": check_peers, "bench_batch_study.py": check_batch_study,
+          "bench_defaults.py": check_defaults}
 
 
 @pytest.mark.mnist
