@@ -13,6 +13,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -e .
+	@# outputs written into notebooks (autosave in a lecture) never show as changes: nbstripout as a git filter
+	-git rev-parse --git-dir >/dev/null 2>&1 && $(BIN)/nbstripout --install --attributes .gitattributes \
+		&& git config filter.nbstripout.clean "'$(abspath $(BIN))/python' -m nbstripout --keep-id" \
+		&& git config filter.nbstripout.extrakeys metadata.language_info
 	touch $(STAMP)
 
 ## MNIST once into ~/.cache/hflib/mnist, SHA-256 verified (or set HFLIB_DATA_DIR to a folder of IDX files)
