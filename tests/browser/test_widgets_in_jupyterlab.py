@@ -454,7 +454,7 @@ def _check_kernel(lab, name):
     try:
         kc.wait_for_ready(timeout=30)
         exprs = {"executable": "__import__('sys').executable", "prefix": "__import__('sys').prefix",
-                 "hflib": "__import__('hflib').__file__", "quick": "__import__('hflib').data.quick_mode()"}
+                 "hflib": "__import__('hflib').__file__", "quick": "__import__('hflib').experiments.quick_mode()"}
         reply = kc.execute("", silent=True, store_history=False, user_expressions=exprs, reply=True, timeout=30)
         got = {k: ast.literal_eval(v["data"]["text/plain"]) for k, v in reply["content"]["user_expressions"].items()}
     finally:
