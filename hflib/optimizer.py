@@ -60,8 +60,8 @@ class HFConfig:
       damping_min: the floor of λ. None (the default) takes λ_min = DAMPING_FLOOR_EXAMPLES / B = 100/B for a
         batch of B examples. Why: ρ is judged on the batch the quadratic model was fitted to, so on
         mini-batches the LM rule keeps trusting the model and drives λ down until the steps fit the
-        batch rather than the data; the mismatch between a batch and the data shrinks like 1/B, and so does the floor
-        that stops it. Measured (`benchmarks/bench_defaults.py`, RESULTS.md, one epoch at B = 1000): the
+        batch rather than the data; the mismatch between a batch and the data shrinks like 1/B, and so
+        does the floor that stops it. Measured (`benchmarks/bench_defaults.py`, RESULTS.md, one epoch at B = 1000): the
         defaults give 3.44% (arrays) / 3.43% (tf.data) test error on the MLP and 3.51% on the CNN, against
         11.03% / 16.49% (MLP) for λ₀ = 45 / λ₀ = 1 without a floor, where λ fell to 0.004–0.005. On the sine
         regression and the autoencoder the floor slows training; their presets remove it.
