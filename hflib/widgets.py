@@ -49,14 +49,21 @@ def damping_study(r, initial_damping=1.0, updates=30, batch_size=100, seed=0):
     return fit(hf, (x, y), epochs=epochs, batch_size=batch_size, max_updates=updates, progress=False)
 
 
+# Fixed axes, chosen from the sliders' whole range, so that moving a slider moves the curve rather than the
+# ticks: λ₀ ∈ [1e-3, 1e2], λ ≥ 1e-6 (the study's floor); the sine loss starts near 0.2, its noise floor is 0.005.
+DAMPING_AXIS = (1e-6, 1e3)
+LOSS_AXIS = (1e-3, 1.0)
+
+
 def plot_damping_study(history, r, axes=None):
-    """λ trace and loss of one `damping_study` run, side by side."""
+    """λ trace and loss of one `damping_study` run, side by side, on fixed axes."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    updates = (0, max(len(history), 1) + 1)
     axes[0].semilogy(history["update"], history["damping"], color="C1", marker="o", ms=3)
-    axes[0].set(xlabel="update", ylabel="damping λ", title=f"λ trace, r = {r:.3f}")
+    axes[0].set(xlabel="update", ylabel="damping λ", title=f"λ trace, r = {r:.3f}", ylim=DAMPING_AXIS, xlim=updates)
     axes[1].semilogy(history["update"], history["loss"], color="C0", marker="o", ms=3)
-    axes[1].set(xlabel="update", ylabel="batch loss", title="training loss")
+    axes[1].set(xlabel="update", ylabel="batch loss", title="training loss", ylim=LOSS_AXIS, xlim=updates)
     for ax in axes:
         ax.grid(True, alpha=0.3)
     plt.tight_layout()

@@ -177,3 +177,14 @@ def test_cg_tolerance_view_sliders_and_callback(capsys):
     stop_small = cg.first_stop(GEOMETRIC, 1e-6, "martens", 1)
     assert stop_small > stop
     assert f"ε = 1.0e-06: CG stops after {stop_small} iterations" in out
+
+
+def test_damping_plot_axes_stay_fixed_when_the_slider_moves():
+    limits = []
+    for r in (1.005, 3.0):
+        history = widgets.damping_study(r, updates=6)
+        axes = widgets.plot_damping_study(history, r)
+        limits.append([(ax.get_xlim(), ax.get_ylim()) for ax in axes])
+        plt.close("all")
+    assert limits[0] == limits[1]
+    assert limits[0][0][1] == widgets.DAMPING_AXIS and limits[0][1][1] == widgets.LOSS_AXIS
