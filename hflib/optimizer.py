@@ -135,6 +135,13 @@ REPORT_ALGORITHM = {"preconditioner": "report", "window": "report", "min_iters":
                     "backtracking": False, "line_search": False}
 
 
+def damping_floor(config, batch_size):
+    """The floor of λ: `config.damping_min`, or DAMPING_FLOOR_EXAMPLES / B for a batch of B examples."""
+    if config.damping_min is not None:
+        return config.damping_min
+    return DAMPING_FLOOR_EXAMPLES / batch_size
+
+
 def config_fields():
     """The names of `HFConfig`'s fields."""
     return [f.name for f in dataclasses.fields(HFConfig)]
@@ -285,11 +292,9 @@ class HessianFree(tf.Module):
         return step, new_lam, previous, record
 
     def _damping_floor(self, f):
-        """damping_min, or DAMPING_FLOOR_EXAMPLES / B for the (global) batch of B examples."""
+        """`damping_floor` for the (global) batch of this update."""
         dtype = self.damping.dtype
-        if self.config.damping_min is not None:
-            return tf.constant(self.config.damping_min, dtype)
-        return DAMPING_FLOOR_EXAMPLES / tf.cast(tf.shape(f.batch.x)[0], dtype)
+        return tf.cast(damping_floor(self.config, tf.cast(tf.shape(f.batch.x)[0], dtype)), dtype)
 
     def _preconditioner(self, f, grad, lam):
         """M = (D + λ)^α with the configured curvature diagonal D (None: plain CG)."""

@@ -25,12 +25,14 @@ from .training import fit
 
 
 # ------------------------------------------------------------------ r and λ₀
+STUDY_DAMPING_MIN = 1e-6     # the study's floor of λ: low enough not to hide the LM rule
 @functools.lru_cache(maxsize=4)
 def _sine_trainer(batch_size, seed):
     x, y = data.make_sine_data(seed=seed)
     model = models.sine_mlp(seed=seed)
     # no floor of λ: the slider shows the LM rule itself
-    hf = HessianFree(model, "squared_error", seed=seed, min_iters=3, max_iters=30, window="report", damping_min=1e-6)
+    hf = HessianFree(model, "squared_error", seed=seed, min_iters=3, max_iters=30, window="report",
+                     damping_min=STUDY_DAMPING_MIN)
     return hf, model.get_weights(), (x, y)
 
 
@@ -50,8 +52,9 @@ def damping_study(r, initial_damping=1.0, updates=30, batch_size=100, seed=0):
 
 
 # Fixed axes, chosen from the sliders' whole range, so that moving a slider moves the curve rather than the
-# ticks: λ₀ ∈ [1e-3, 1e2], λ ≥ 1e-6 (the study's floor); the sine loss starts near 0.2, its noise floor is 0.005.
-DAMPING_AXIS = (1e-6, 1e3)
+# ticks: λ₀ ∈ [1e-3, 1e2] (the λ₀ slider), λ ≥ the study's floor; the sine loss starts near 0.2, its noise floor
+# is 0.005.
+DAMPING_AXIS = (STUDY_DAMPING_MIN, 1e3)
 LOSS_AXIS = (1e-3, 1.0)
 
 

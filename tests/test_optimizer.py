@@ -15,7 +15,7 @@ import tensorflow as tf
 import hflib
 from hflib import damping as hf_damping
 from hflib import data, models
-from hflib.optimizer import REPORT_ALGORITHM, HessianFree, HFConfig
+from hflib.optimizer import REPORT_ALGORITHM, HessianFree, HFConfig, damping_floor
 
 F64 = "float64"
 
@@ -518,3 +518,9 @@ def test_fused_gradient_and_fisher_diagonal_give_the_same_update(net, monkeypatc
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-14), key
     for wa, wb in zip(fused.model.get_weights(), separate.model.get_weights()):   # rounding, amplified by CG
         np.testing.assert_allclose(wa, wb, rtol=1e-7, atol=1e-10)
+
+
+def test_damping_floor_is_damping_min_or_100_over_the_batch():
+    assert damping_floor(HFConfig(), 1000) == 0.1
+    assert damping_floor(HFConfig(), 250) == 0.4
+    assert damping_floor(HFConfig(damping_min=1e-6), 1000) == 1e-6
