@@ -73,6 +73,42 @@ def plot_damping_study(history, r, axes=None):
     return axes
 
 
+# The r slider offers the factors worth comparing, each one mouse position apart: the report's r = 1.01
+# (small batches) and 1.5 (large batches) among them. A continuous slider from 1.005 to 3 in steps of
+# 0.005 had ~400 positions on a ~120-px track, so 1.01 was out of reach of a mouse.
+R_CHOICES = (1.005, 1.01, 1.02, 1.05, 1.1, 1.2, 1.5, 2.0, 3.0)
+SLIDER_WIDTH = "760px"        # projector: a long track, and labels of PROJECTOR_FONT below
+PROJECTOR_FONT = "20px"
+
+
+def _projector_style():
+    """A <style> for the sliders of class `hflib-slider`: large labels and readouts (ipywidgets 8
+    sliders have no font-size trait)."""
+    import ipywidgets as w
+
+    return w.HTML(f"<style>.hflib-slider .widget-label, .hflib-slider .widget-readout "
+                  f"{{font-size: {PROJECTOR_FONT}; line-height: 1.4;}} "
+                  ".hflib-slider .widget-label {min-width: 3em;}</style>")
+
+
+def _slider_layout(widget):
+    import ipywidgets as w
+
+    widget.layout = w.Layout(width=SLIDER_WIDTH)
+    widget.style.description_width = "3em"
+    widget.add_class("hflib-slider")
+    return widget
+
+
+def _interactive(show, **sliders):
+    """`ipywidgets.interactive` over projector-sized sliders, with their style sheet as the last child."""
+    import ipywidgets as w
+
+    view = w.interactive(show, **{name: _slider_layout(s) for name, s in sliders.items()})
+    view.children = tuple(view.children) + (_projector_style(),)
+    return view
+
+
 def damping_view(updates=30, batch_size=100):
     """Sliders for r and λ₀ that rerun `damping_study` and redraw its plots."""
     import ipywidgets as w
@@ -84,12 +120,12 @@ def damping_view(updates=30, batch_size=100):
         print(f"r = {r:.3f}, λ₀ = {initial_damping:.3g}: final λ = {history['damping'][-1]:.3g}, "
               f"final batch loss = {history['loss'][-1]:.4f}")
 
-    return w.interactive(
+    return _interactive(
         show,
-        r=w.FloatSlider(value=1.5, min=1.005, max=3.0, step=0.005, readout_format=".3f", description="r",
-                        continuous_update=False),
+        r=w.SelectionSlider(options=[(f"{r:.3f}", r) for r in R_CHOICES], value=1.5, description="r",
+                            continuous_update=False),
         initial_damping=w.FloatLogSlider(value=1.0, base=10, min=-3, max=2, step=0.25, description="λ₀",
-                                  continuous_update=False))
+                                         continuous_update=False))
 
 
 # ------------------------------------------------------------------ ε
@@ -125,17 +161,63 @@ def fixed_ggn_system(damping=1e-3, max_iters=150, seed=0):
     return np.asarray(res.phi)
 
 
-def plot_cg_tolerance(phis, tol, window="martens", ax=None):
-    """φ_i against i with the stop chosen by ε marked."""
+def relative_progress(phis, window="martens", min_iters=None):
+    """What Martens' rule tests at each iteration i (Alg. 2): the relative progress
+    (φ_i − φ_{i−τ}) / φ_i over the look-back τ = `cg.window_size(i)`, and τ itself.
+
+    Both arrays have one entry per φ; the progress is NaN where the rule does not test yet
+    (i ≤ τ or i < i_min) or φ_i ≥ 0. CG stops at the first i with progress < τ·ε."""
+    min_iters = _cg.default_min_iters(window) if min_iters is None else min_iters
+    phis = np.asarray(phis, dtype=float)
+    tau = np.array([_cg.window_size(i, window, min_iters) for i in range(len(phis))])
+    progress = np.full(len(phis), np.nan)
+    for i in range(1, len(phis)):
+        if i >= min_iters and i > tau[i] and phis[i] < 0:
+            progress[i] = (phis[i] - phis[i - tau[i]]) / phis[i]
+    return progress, tau
+
+
+# Fixed axes of the ε view: τ·ε spans [10·1e-6, τ_max·1e-1] over the slider's range, the progress
+# of a CG run falls from O(1) towards the round-off of φ.
+TOLERANCE_RANGE = (1e-6, 1e-1)         # the ε slider's ends
+PROGRESS_AXIS = (1e-7, 10.0)
+
+
+def _sci(x):
+    """1e-6 as the slider's readout writes it: '1.0e-6' (Python's '{:.1e}' gives '1.0e-06')."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def plot_cg_tolerance(phis, tol, window="martens", axes=None):
+    """The ε view: left, what the rule tests — the relative progress against the threshold τ·ε;
+    right, how far φ_i still is from the best φ of the run. The stop chosen by ε is marked on both.
+    Axes depend on the φ history only, never on ε."""
     study = cg_tolerance_study(phis, tol, window)
-    ax = ax or plt.subplots(figsize=(8, 4.2))[1]
+    phis = np.asarray(phis, dtype=float)
+    progress, tau = relative_progress(phis, window)
     i = np.arange(len(phis))
-    ax.plot(i, -np.asarray(phis), color="C0", label="−φ_i (decrease of the quadratic)")
-    ax.axvline(study["iterations"], color="C3", ls="--", label=f"stop at i = {study['iterations']}")
-    ax.set(xlabel="CG iteration i", ylabel="−φ_i", yscale="log", title=f"ε = {tol:.1e} ({window} window)")
-    ax.legend(loc="lower right")
-    ax.grid(True, alpha=0.3)
-    return ax, study
+    stop = study["iterations"]
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(15, 4.8))
+    left, right = axes
+    left.semilogy(i, progress, color="C0", lw=2, label=r"progress $(\psi_i - \psi_{i-\tau})/\psi_i$")
+    left.semilogy(i, tau * tol, color="C3", lw=2, ls=":", label=r"threshold $\tau\,\varepsilon$")
+    left.axvline(stop, color="C3", ls="--", lw=2, label=f"stop at i = {stop}")
+    left.set(xlabel=r"CG iteration $i$", ylabel="relative progress", ylim=PROGRESS_AXIS, xlim=(0, len(phis) - 1),
+             title=rf"what the rule tests, $\varepsilon$ = {_sci(tol)}")
+    best = phis.min()
+    gap = (phis - best) / abs(best) if best < 0 else np.ones_like(phis)
+    floor = max(np.min(gap[gap > 0]) if np.any(gap > 0) else 1e-16, 1e-16)
+    right.semilogy(i, np.maximum(gap, floor), color="C0", lw=2, label=r"$(\psi_i - \psi_{\rm best})/|\psi_{\rm best}|$")
+    right.axvline(stop, color="C3", ls="--", lw=2, label=f"stop at i = {stop}: gap {gap[stop]:.1e}")
+    right.set(xlabel=r"CG iteration $i$", ylabel=r"relative gap to the best $\psi$", xlim=(0, len(phis) - 1),
+              ylim=(floor / 2, 2.0), title="how much of the decrease is left")
+    for ax in axes:
+        ax.legend(loc="upper right", framealpha=0.9)
+        ax.grid(True, alpha=0.3)
+    plt.tight_layout()
+    return axes, study
 
 
 def cg_tolerance_view(phis=None, window="martens"):
@@ -147,9 +229,10 @@ def cg_tolerance_view(phis=None, window="martens"):
     def show(tol):
         _, study = plot_cg_tolerance(phis, tol, window)
         plt.show()
-        print(f"ε = {tol:.1e}: CG stops after {study['iterations']} iterations with "
+        print(f"ε = {_sci(tol)}: CG stops after {study['iterations']} iterations with "
               f"{100 * study['fraction']:.1f}% of the reachable decrease of the quadratic")
 
-    return w.interactive(show, tol=w.FloatLogSlider(value=5e-4, base=10, min=-6, max=-1, step=0.25,
-                                                    description="ε", readout_format=".1e",
-                                                    continuous_update=False))
+    low, high = np.log10(TOLERANCE_RANGE)
+    return _interactive(show, tol=w.FloatLogSlider(value=5e-4, base=10, min=low, max=high, step=0.25,
+                                                   description="ε", readout_format=".1e",
+                                                   continuous_update=False))

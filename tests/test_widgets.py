@@ -138,10 +138,45 @@ def test_smaller_tolerance_stops_later_on_the_fixed_system(ggn_phis):
 
 
 def test_plot_cg_tolerance_marks_the_stop():
-    ax, study = widgets.plot_cg_tolerance(GEOMETRIC, 1e-3)
+    axes, study = widgets.plot_cg_tolerance(GEOMETRIC, 1e-3)
     assert study == widgets.cg_tolerance_study(GEOMETRIC, 1e-3)
-    marker = ax.lines[1]
-    assert list(marker.get_xdata()) == [study["iterations"]] * 2
+    for ax in axes:
+        stop_lines = [line for line in ax.lines if line.get_label().startswith("stop")]
+        assert len(stop_lines) == 1
+        assert list(stop_lines[0].get_xdata()) == [study["iterations"]] * 2
+
+
+@pytest.mark.parametrize("window", ["martens", "report"])
+@pytest.mark.parametrize("tol", [1e-1, 1e-2, 5e-4, 1e-5])
+def test_relative_progress_is_what_the_rule_tests(window, tol):
+    """The plotted progress crosses the plotted threshold τ·ε exactly where first_stop stops."""
+    for phis in (GEOMETRIC, [float(p) for p in widgets.fixed_ggn_system()]):
+        progress, tau = widgets.relative_progress(phis, window)
+        below = np.flatnonzero(progress < tau * tol)           # NaN (not tested yet) compares False
+        stop = cg.first_stop(phis, tol, window)
+        assert (below[0] if len(below) else len(phis) - 1) == stop
+        assert list(tau) == [cg.window_size(i, window, cg.default_min_iters(window)) for i in range(len(phis))]
+
+
+def test_tolerance_view_axes_are_fixed_and_the_threshold_moves(ggn_phis):
+    """Moving ε moves the threshold line and the stop, not the axes (issue 13: stops at 27 and 46 look
+    different)."""
+    shown = {}
+    for tol in widgets.TOLERANCE_RANGE + (5e-4,):
+        axes, study = widgets.plot_cg_tolerance(ggn_phis, tol)
+        axes[0].figure.canvas.draw()                           # renders every label (mathtext included)
+        threshold = next(line for line in axes[0].lines if "threshold" in line.get_label())
+        shown[tol] = ([(ax.get_xlim(), ax.get_ylim()) for ax in axes], study["iterations"],
+                      np.asarray(threshold.get_ydata()))
+        plt.close("all")
+    limits = {tol: lim for tol, (lim, _, _) in shown.items()}
+    assert len({str(v) for v in limits.values()}) == 1
+    assert limits[5e-4][0][1] == widgets.PROGRESS_AXIS
+    low, high = widgets.TOLERANCE_RANGE
+    assert shown[low][1] > shown[5e-4][1] > shown[high][1]          # the stop moves with ε
+    np.testing.assert_allclose(shown[high][2] / shown[low][2], high / low)
+    # the threshold stays inside the fixed axis over the slider's whole range
+    assert widgets.PROGRESS_AXIS[0] < 10 * low and shown[high][2].max() < widgets.PROGRESS_AXIS[1]
 
 
 # ------------------------------------------------------------------ the ipywidgets views
@@ -150,7 +185,11 @@ def test_damping_view_sliders_and_callback(capsys):
     r_slider, lam_slider = v.children[0], v.children[1]
     assert r_slider.description == "r" and lam_slider.description == "λ₀"
     assert (r_slider.value, lam_slider.value) == (1.5, 1.0)
-    assert r_slider.min > 1                               # the slider cannot produce an invalid r
+    values = [value for _, value in r_slider.options]
+    assert min(values) > 1                                 # the slider cannot produce an invalid r
+    assert {1.01, 1.5} <= set(values)                      # the report's two factors, one mouse position each
+    assert r_slider.layout.width == widgets.SLIDER_WIDTH and "hflib-slider" in r_slider._dom_classes
+    assert "font-size" in v.children[-1].value             # the projector style sheet
     first = capsys.readouterr().out
     assert "r = 1.500, λ₀ = 1: final λ" in first           # ran once on creation
 
@@ -176,7 +215,7 @@ def test_cg_tolerance_view_sliders_and_callback(capsys):
     out = capsys.readouterr().out
     stop_small = cg.first_stop(GEOMETRIC, 1e-6, "martens", 1)
     assert stop_small > stop
-    assert f"ε = 1.0e-06: CG stops after {stop_small} iterations" in out
+    assert f"ε = 1.0e-6: CG stops after {stop_small} iterations" in out   # as the readout writes it
 
 
 def test_damping_plot_axes_stay_fixed_when_the_slider_moves():

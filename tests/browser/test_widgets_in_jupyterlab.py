@@ -71,6 +71,8 @@ class Move:
     label: str          # the slider's description, as the reader sees it
     slug: str           # for file names
     keys: tuple         # what a person presses with the handle focused
+    quantity: str       # the plotted quantity the printed line reports, as a regex with one number group
+    promise: str        # how it must change: "changes", "decreases" or "increases"
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,13 @@ class Case:
 
 
 CASES = [
-    # r: End → r = 3.000 (from 1.5); λ₀: four ArrowLeft steps of 10^0.25 → λ₀ = 0.1 (from 1).
-    Case("04_damping.ipynb", (Move("r", "r", ("End",)), Move("λ₀", "lambda0", ("ArrowLeft",) * 4))),
-    # ε: End → ε = 1.0e-01 (from 5.0e-04): CG stops much earlier.
-    Case("05_conjugate_gradient.ipynb", (Move("ε", "eps", ("End",)),)),
+    # r: End → r = 3.000 (from 1.5): the final λ moves; λ₀: four ArrowLeft steps of 10^0.25 → λ₀ = 0.1
+    # (from 1): the trace starts ten times lower, and so ends elsewhere.
+    Case("04_damping.ipynb", (Move("r", "r", ("End",), r"final λ = (\S+?),", "changes"),
+                              Move("λ₀", "lambda0", ("ArrowLeft",) * 4, r"final λ = (\S+?),", "changes"))),
+    # ε: End → ε = 1.0e-1 (from 5.0e-4): CG stops at an earlier iteration.
+    Case("05_conjugate_gradient.ipynb", (Move("ε", "eps", ("End",), r"CG stops after (\d+) iterations",
+                                              "decreases"),)),
 ]
 
 
@@ -413,6 +418,13 @@ SHOWN_JS = """(view) => {
   return {text: texts.length ? texts[texts.length - 1].textContent.trim() : '',
           src: images.length ? images[images.length - 1].getAttribute('src') : ''};
 }""" % STDOUT_MIME
+# The slider's label font size and track width in CSS pixels (projector: ≥ 18 px, ≥ 500 px).
+PROJECTOR_JS = """(handle) => {
+  const slider = handle.closest('.widget-slider');
+  const label = slider.querySelector('.widget-label');
+  const track = slider.querySelector('.noUi-target') || slider.querySelector('.slider-container');
+  return {font: parseFloat(getComputedStyle(label).fontSize), track: track.getBoundingClientRect().width};
+}"""
 CHANGED_JS = "([view, old]) => (%s)(view).text + '|' + (%s)(view).src !== old" % (SHOWN_JS, SHOWN_JS)
 
 
@@ -515,6 +527,11 @@ def test_sliders_redraw_the_plot(case, lab, browser):
                 f"{move.label}: printed line unchanged: {after['text']!r}")
             assert after["src"].startswith("data:image/png;base64,"), after["src"][:80]
             assert after["src"] != before["src"], f"{move.label}: the plot did not change"
+            was, now = (float(re.search(move.quantity, shown["text"]).group(1)) for shown in (before, after))
+            kept = {"changes": now != was, "decreases": now < was, "increases": now > was}[move.promise]
+            assert kept, f"{move.label}: {move.quantity!r} went {was} → {now}; the slider promises it {move.promise}"
+            style = w["handle"].evaluate(PROJECTOR_JS)
+            assert style["font"] >= 18 and style["track"] >= 500, f"{move.label}: not projector-sized: {style}"
             _assert_no_problems(page, f"{case.notebook} after moving {move.label}")
             print(f"\n  {case.notebook} {move.label}: {before['text']!r}\n"
                   f"  {' ' * len(case.notebook)} {' ' * len(move.label)}→ {after['text']!r}")
