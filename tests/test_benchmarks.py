@@ -87,6 +87,20 @@ def check_defaults(tables):
     assert len(rows) == 10 and all(0 < _number(r["validation loss"]) < 1000 for r in rows)
 
 
+def check_mnist_race(tables):
+    race, trace = tables[0], tables[1]
+    assert [r["key"] for r in race] == ["hf75", "hf250", "hf1000", "sgd", "adam", "pcg", "cg"]
+    assert all(0 < _number(r["best test error (at s)"]) < 60 and _number(r["updates"]) >= 1 for r in race)
+    assert len(trace) == 2 and all(_number(r["smallest λ"]) <= _number(r["largest λ"]) for r in trace)
+
+
+def check_autoencoder(tables):
+    rows = {r["method"]: r for r in tables[0]}
+    assert set(rows) == {"HF", "Adam", "SGD + Nesterov"}
+    assert all(0 < _number(r["test squared error per image"]) < 784 and _number(r["updates"]) >= 1
+               for r in rows.values())
+
+
 def check_distributed(tables):
     rows = tables[0]
     assert len(rows) == 2 and all(_number(r["s / update"]) > 0 for r in rows)
@@ -96,7 +110,7 @@ CHECKS = {"bench_products.py": check_products, "bench_sine.py": check_sine, "ben
           "bench_time_to_accuracy.py": check_time_to_accuracy, "bench_fisher.py": check_fisher,
           "bench_cg.py": check_cg, "bench_distributed.py": check_distributed,
           "bench_peers.py": check_peers, "bench_batch_study.py": check_batch_study,
-          "bench_defaults.py": check_defaults}
+          "bench_defaults.py": check_defaults, "bench_mnist_race.py": check_mnist_race}
 
 
 @pytest.mark.mnist
