@@ -12,7 +12,7 @@ reconstruction loss is measured on the 10,000 test images. Notebook 08 (Step 8) 
 """
 from __future__ import annotations
 
-from common import ROOT, command, is_quick, load, parser, write_results  # noqa: I001
+from common import ROOT, is_quick, parser, write_recorded, write_results  # noqa: I001
 
 import dataclasses
 import json
@@ -74,11 +74,7 @@ def main():
               f"(evaluation excluded), all 60,000 training images, losses on the 10,000 test images; wall time of "
               f"the whole run {wall:.0f} s. Curves and reconstructions: `notebooks/recorded/autoencoder.json`."]
     if not args.no_write:
-        stamp = {"command": command(), "machine": hflib.device.describe(), "date": time.strftime("%Y-%m-%d"),
-                 "hflib": hflib.__version__, "seconds_per_method": seconds, "wall_seconds": wall,
-                 "load_average_end": load(), "x_test_first": SHOWN}
-        with open(args.json, "w") as fh:
-            json.dump({"stamp": stamp, "runs": runs}, fh, allow_nan=False)
+        write_recorded(args.json, runs, seconds_per_method=seconds, wall_seconds=round(wall, 1), x_test_first=SHOWN)
     write_results("bench_autoencoder.py — the deep autoencoder: HF against Adam and SGD", lines, args)
 
 

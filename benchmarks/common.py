@@ -120,3 +120,29 @@ def write_results(section, lines, args):
     else:
         text = text.rstrip("\n") + f"\n\n{header}\n\n" + "\n".join(entry)
     RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+def write_recorded(path, runs, **extra):
+    """Write the recorded runs a notebook replays (notebooks/recorded/NAME.json): `{"stamp": …, "runs": …}`.
+
+    The stamp names the command, the machine, the date, hflib's version and the load average at the
+    end (notebooks/CONVENTIONS.md, "recorded runs"); `extra` adds fields to it. Non-finite numbers
+    become null (strict JSON)."""
+    import json
+
+    import hflib
+    from hflib.history import atomic_write, strict_json
+    stamp = {"command": command(), "machine": hflib.device.describe(), "date": datetime.date.today().isoformat(),
+             "hflib": hflib.__version__, "load_average_end": load(), **extra}
+    atomic_write(path, json.dumps({"stamp": stamp, "runs": _significant(strict_json(runs))}, allow_nan=False))
+
+
+def _significant(value, digits=7):
+    """Floats rounded to `digits` significant digits (float32's precision), in nested lists and dicts."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _significant(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_significant(v, digits) for v in value]
+    return value
