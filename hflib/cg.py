@@ -164,6 +164,10 @@ def pcg(matvec, b, x0=None, preconditioner=None, min_iters=None, max_iters=250, 
     run = _pcg_loop
     if compile and tf.executing_eagerly():
         run = tf.function(_pcg_loop)
+        # Each eager call compiles its own loop for its own matvec, so one trace per call is the design,
+        # not an accident: TensorFlow's "triggered tf.function retracing" warning (counted per Python
+        # function, i.e. for _pcg_loop across all calls) would only be noise in notebooks and logs.
+        run._omit_frequent_tracing_warning = True
     res = run(mv, b, x0, precond, min_iters, max_iters, tol, window)
     if single:
         res = res._replace(x=res.x[0], saved=res.saved[0])

@@ -157,6 +157,13 @@ def _hessian_vector_product(model, loss, x, y, v):
     return acc.jvp(g)
 
 
+# These compiled helpers trace once per model, loss and batch shape: a new model means a new trace, by
+# design. TensorFlow's "triggered tf.function retracing" warning (counted per Python function) would only
+# be noise when a notebook or a study builds several models (issue 13.3).
+for _compiled in (_gradient, _ggn_vector_product, _hessian_vector_product):
+    _compiled._omit_frequent_tracing_warning = True
+
+
 # ------------------------------------------------------------------ dense oracles
 def _check_small(model):
     d = sum(int(tf.size(v)) for v in trainable_variables(model))

@@ -149,6 +149,25 @@ def test_compile_false_matches_compiled():
     np.testing.assert_array_equal(eager.saved_iters.numpy(), fast.saved_iters.numpy())
 
 
+def test_repeated_eager_calls_do_not_warn_about_retracing():
+    """Every eager call traces its own loop; TensorFlow's retracing warning must not fire (issue 13)."""
+    import logging
+
+    a, b = _system(10, 10.0, 8)
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        for k in range(1, 8):
+            res = hflib.pcg(matvec_of(a + k * np.eye(10)), tf.constant(b), max_iters=5, tol=TIGHT)
+            assert int(res.iterations) == 5
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if "retracing" in m], seen
+
+
 def test_inside_tf_function():
     a, b = _system(30, 50.0, 7)
     mv = matvec_of(a)

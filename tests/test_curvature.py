@@ -249,3 +249,25 @@ def test_average_pooling_net_products():
         gv = hflib.ggn_vector_product(model, "sigmoid_cross_entropy", x, y, v, order=order)
         assert rel_err(hflib.flatten(gv).numpy(), g @ vf) <= 1e-10
     assert flat_vars(model).size == g.shape[0] == 47
+
+
+def test_products_on_many_models_do_not_warn_about_retracing():
+    """gradient, G·v and H·v trace once per model by design; no retracing warning either (issue 13.3)."""
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    x, y = hflib.data.make_teacher_data(n=8, dim=3, classes=3, hidden=4, seed=0)
+    try:
+        for seed in range(6):
+            model = hflib.models.mlp((3, 4, 3), activation="tanh", dtype="float64", seed=seed)
+            v = [tf.ones_like(w) for w in model.trainable_variables]
+            hflib.gradient(model, "softmax_cross_entropy", x, y)
+            hflib.ggn_vector_product(model, "softmax_cross_entropy", x, y, v)
+            hflib.hessian_vector_product(model, "softmax_cross_entropy", x, y, v)
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if "retracing" in m], seen
