@@ -110,7 +110,8 @@ CHECKS = {"bench_products.py": check_products, "bench_sine.py": check_sine, "ben
           "bench_time_to_accuracy.py": check_time_to_accuracy, "bench_fisher.py": check_fisher,
           "bench_cg.py": check_cg, "bench_distributed.py": check_distributed,
           "bench_peers.py": check_peers, "bench_batch_study.py": check_batch_study,
-          "bench_defaults.py": check_defaults, "bench_mnist_race.py": check_mnist_race}
+          "bench_defaults.py": check_defaults, "bench_mnist_race.py": check_mnist_race,
+          "bench_autoencoder.py": check_autoencoder}
 
 
 @pytest.mark.mnist
