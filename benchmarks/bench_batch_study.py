@@ -16,6 +16,7 @@ from common import ROOT, is_quick, load, parser, write_results  # noqa: I001
 
 import json
 import math
+import os
 import time
 
 import keras
@@ -103,7 +104,7 @@ def main():
     lines += ["", "A run stops at 97.5% test accuracy or at its cap of updates (HF "
               f"{caps['hf']}, Adam and SGD {caps['adam']}); '—' means not reached within the cap. Data passes count "
               "the examples whose gradient was taken (HF's curvature products on the same batch are not counted). "
-              f"Grids: Adam {GRIDS['adam']}, SGD {GRIDS['sgd']}; every run's curve is in `{args.json}`."]
+              f"Grids: Adam {GRIDS['adam']}, SGD {GRIDS['sgd']}; every run's curve is in `{os.path.relpath(args.json, ROOT)}`."]
     if not args.no_write:
         stamp = {"command": "python benchmarks/bench_batch_study.py", "machine": hflib.device.describe(),
                  "date": time.strftime("%Y-%m-%d"), "hflib": hflib.__version__, "load_average_end": load()}
