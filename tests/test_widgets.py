@@ -174,6 +174,7 @@ def test_tolerance_view_axes_are_fixed_and_the_threshold_moves(ggn_phis):
     assert limits[5e-4][0][1] == widgets.PROGRESS_AXIS
     low, high = widgets.TOLERANCE_RANGE
     assert shown[low][1] > shown[5e-4][1] > shown[high][1]          # the stop moves with ε
+    assert (shown[5e-4][1], shown[low][1]) == (27, 46)              # the README's figures
     np.testing.assert_allclose(shown[high][2] / shown[low][2], high / low)
     # the threshold stays inside the fixed axis over the slider's whole range
     assert widgets.PROGRESS_AXIS[0] < 10 * low and shown[high][2].max() < widgets.PROGRESS_AXIS[1]
