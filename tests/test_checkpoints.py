@@ -277,6 +277,9 @@ def test_a_signal_during_the_hooks_is_held_until_they_are_done(sine, tmp_path, s
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, as_interrupt)
+    # Python's own Ctrl-C handler, also when the test runs as a background job (a shell starts those with
+    # SIGINT ignored, and an ignored signal never reaches the run)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     after = []
     try:
         send = keras.callbacks.LambdaCallback(
@@ -286,6 +289,7 @@ def test_a_signal_during_the_hooks_is_held_until_they_are_done(sine, tmp_path, s
                       checkpoint_dir=tmp_path, checkpoint_every=1)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     assert h.interrupted is True and len(h) == 2 and after == [1, 2]
     assert "ckpt-2.json" in files(tmp_path) and "ckpt-3.json" not in files(tmp_path)
 
