@@ -25,3 +25,18 @@ def setup(seed=0):
     np.random.seed(seed)
     tf.random.set_seed(seed)
     return experiments.quick_mode()
+
+
+def recorded(name):
+    """The recorded runs `notebooks/recorded/NAME.json` (written by a benchmark script) as a dict with
+    "stamp" and "runs". Looked up beside the running notebook (`recorded/`, or `../recorded/` for the
+    student copies in `notebooks/student/`), then in the checkout hflib was imported from."""
+    import json
+    from pathlib import Path
+
+    here = Path.cwd()
+    places = [here / "recorded", here.parent / "recorded", Path(__file__).resolve().parents[1] / "notebooks" / "recorded"]
+    for place in places:
+        if (place / f"{name}.json").is_file():
+            return json.loads((place / f"{name}.json").read_text())
+    raise FileNotFoundError(f"no recording {name}.json in " + ", ".join(str(p) for p in places))
