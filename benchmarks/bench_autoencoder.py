@@ -12,7 +12,7 @@ reconstruction loss is measured on the 10,000 test images. Notebook 08 (Step 8) 
 """
 from __future__ import annotations
 
-from common import ROOT, is_quick, parser, write_recorded, write_results  # noqa: I001
+from common import is_quick, parser, recorded_argument, write_recorded, write_results  # noqa: I001
 
 import dataclasses
 import json
@@ -31,8 +31,7 @@ SHOWN = 8            # test digits whose reconstructions are recorded
 def main():
     p = parser(__doc__)
     p.add_argument("--seconds", type=float, default=150.0, help="training seconds per method")
-    p.add_argument("--json", default=str(ROOT / "notebooks" / "recorded" / "autoencoder.json"),
-                   help="where to write the recording (curves and reconstructions; notebook 08 plots it)")
+    recorded_argument(p, "autoencoder.json", "curves and reconstructions; notebook 08 plots it")
     args = p.parse_args()
     quick = is_quick(args)
     if quick:

@@ -12,7 +12,7 @@ number of sequential updates; the table also gives data passes (examples whose g
 """
 from __future__ import annotations
 
-from common import ROOT, is_quick, load, parser, write_results  # noqa: I001
+from common import ROOT, is_quick, parser, recorded_argument, write_recorded, write_results  # noqa: I001
 
 import json
 import math
@@ -75,8 +75,7 @@ def best(runs):
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--json", default=str(ROOT / "notebooks" / "recorded" / "batch_study.json"),
-                   help="where to write every run's test-error curve (the notebooks plot it)")
+    recorded_argument(p, "batch_study.json", "every run's test-error curve; the notebooks plot it")
     args = p.parse_args()
     quick = is_quick(args)
     if quick:
@@ -106,10 +105,7 @@ def main():
               "the examples whose gradient was taken (HF's curvature products on the same batch are not counted). "
               f"Grids: Adam {GRIDS['adam']}, SGD {GRIDS['sgd']}; every run's curve is in `{os.path.relpath(args.json, ROOT)}`."]
     if not args.no_write:
-        stamp = {"command": "python benchmarks/bench_batch_study.py", "machine": hflib.device.describe(),
-                 "date": time.strftime("%Y-%m-%d"), "hflib": hflib.__version__, "load_average_end": load()}
-        with open(args.json, "w") as fh:
-            json.dump({"stamp": stamp, "runs": runs}, fh, allow_nan=False)
+        write_recorded(args.json, runs)
     write_results("bench_batch_study.py — updates to 97% / 97.5% against the batch size", lines, args)
 
 

@@ -13,7 +13,7 @@ Three experiments, each run as `hflib.experiments` runs it in the notebook, one 
 """
 from __future__ import annotations
 
-from common import ROOT, is_quick, parser, write_recorded, write_results  # noqa: I001
+from common import RECORDED, is_quick, parser, write_recorded, write_results  # noqa: I001
 
 import time
 
@@ -21,7 +21,6 @@ import numpy as np
 
 from hflib import experiments
 
-RECORDED = ROOT / "notebooks" / "recorded"
 TRACE_FLOOR = 1e-6   # the report's setting: no floor of λ to speak of
 
 

@@ -22,6 +22,7 @@ from hflib.quiet import import_tensorflow  # noqa: E402
 
 import_tensorflow()
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+RECORDED = ROOT / "notebooks" / "recorded"     # the runs notebooks replay (hflib.notebook.recorded)
 
 
 def parser(description):
@@ -29,6 +30,11 @@ def parser(description):
     p.add_argument("--quick", action="store_true", help="small smoke-test mode (also HFLIB_QUICK=1)")
     p.add_argument("--no-write", action="store_true", help="print only; do not touch RESULTS.md")
     return p
+
+
+def recorded_argument(p, name, what):
+    """--json: where to write the recording NAME (default notebooks/recorded/NAME), holding `what`."""
+    p.add_argument("--json", default=str(RECORDED / name), help=f"where to write the recording ({what})")
 
 
 def is_quick(args):
