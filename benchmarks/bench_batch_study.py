@@ -37,11 +37,11 @@ class StopAtTarget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def one_run(method, batch, rate, task, cap, seed=0):
+def one_run(method, batch, rate, task, cap, seed=0, hf_options=None):
     (x, y), (xt, yt) = task
     model = models.mnist_mlp(seed=seed)
     if method == "hf":
-        updater = hflib.HessianFree(model, "softmax_cross_entropy", seed=seed)
+        updater = hflib.HessianFree(model, "softmax_cross_entropy", seed=seed, **(hf_options or {}))
     elif method == "adam":
         updater = hflib.FirstOrder(model, "softmax_cross_entropy", "adam", learning_rate=rate, seed=seed)
     else:

@@ -84,7 +84,9 @@ def check_batch_study(tables):
 
 def check_defaults(tables):
     rows = tables[0]
-    assert len(rows) == 10 and all(0 < _number(r["validation loss"]) < 1000 for r in rows)
+    assert len(rows) == 13 and all(0 < _number(r["validation loss"]) < 1000 for r in rows)
+    caps = tables[1]
+    assert len(caps) == 2 and all(0 < _number(r["best test error"]) < 60 for r in caps)
 
 
 def check_mnist_race(tables):
