@@ -163,8 +163,10 @@ def probe(name, kind, cg_iters):
     y = tf.constant(rng.integers(0, 10, size=batch)) if loss_name == "softmax_cross_entropy" else x
     if kind == "gradient":
         opt = hflib.FirstOrder(model, loss, "sgd", learning_rate=1e-30)
-    else:
-        opt = hflib.HessianFree(model, loss, initial_damping=1.0, min_iters=cg_iters, max_iters=cg_iters, tol=1e-30)
+    else:                                   # "update" (the defaults) or "phase<i>" (PHASES[i]'s options)
+        options = PHASES[int(kind[len("phase"):])][1] if kind.startswith("phase") else {}
+        opt = hflib.HessianFree(model, loss, initial_damping=1.0, min_iters=cg_iters, max_iters=cg_iters, tol=1e-30,
+                                **options)
     opt._update.get_concrete_function(x, y)      # traced and optimised, but never run: the first step's
     print(peak_rss_delta(lambda: opt.step(x, y)))  # working memory is then all new
 
@@ -182,15 +184,16 @@ def main():
     x = tf.constant(rng.uniform(size=(batch, *shape)).astype("float32"))
     y = tf.constant(rng.integers(0, 10, size=batch))
     g, profile = phase_profile(model, hflib.losses.get(loss_name), x, y, cg_iters)
+    phase_memory = [memory_probe(name, f"phase{i}", cg_iters) / max(rows[0]["mem_grad"], 1) for i in range(len(PHASES))]
     lines = ["| model | d | batch | gradient | forward | naive G·v eager | naive G·v compiled | **G·v per CG iteration (cached, vector work incl.)** | HF update, default (n CG its; in gradients vs 1.3 + n) | HF update, bare (same) | peak mem gradient | peak mem HF update (ratio, target ≤ 2) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        g = r["grad"]
-        cells = [f"{1e3 * t:.0f} ms (n = {n}; {t / g:.1f} vs {1.3 + n:.1f})" for t, n in r["updates"].values()]
+        g_net = r["grad"]
+        cells = [f"{1e3 * t:.0f} ms (n = {n}; {t / g_net:.1f} vs {1.3 + n:.1f})" for t, n in r["updates"].values()]
         lines.append(
-            f"| {r['name']} | {r['d']:,} | {r['batch']} | {1e3 * g:.1f} ms | {1e3 * r['fwd']:.1f} ms ({r['fwd'] / g:.2f}×) "
-            f"| {1e3 * r['naive_eager']:.1f} ms ({r['naive_eager'] / g:.2f}×) | {1e3 * r['naive']:.1f} ms ({r['naive'] / g:.2f}×) "
-            f"| **{1e3 * r['iter']:.1f} ms ({r['iter'] / g:.2f}×)** | {cells[0]} | {cells[1]} | {r['mem_grad'] / 2**20:.0f} MiB "
+            f"| {r['name']} | {r['d']:,} | {r['batch']} | {1e3 * g_net:.1f} ms | {1e3 * r['fwd']:.1f} ms ({r['fwd'] / g_net:.2f}×) "
+            f"| {1e3 * r['naive_eager']:.1f} ms ({r['naive_eager'] / g_net:.2f}×) | {1e3 * r['naive']:.1f} ms ({r['naive'] / g_net:.2f}×) "
+            f"| **{1e3 * r['iter']:.1f} ms ({r['iter'] / g_net:.2f}×)** | {cells[0]} | {cells[1]} | {r['mem_grad'] / 2**20:.0f} MiB "
             f"| {r['mem_update'] / 2**20:.0f} MiB ({r['mem_update'] / max(r['mem_grad'], 1):.2f}×) |")
     lines += ["", "Ratios are against one compiled gradient of the same net and batch, measured in the same run "
               "(medians). 'G·v per CG iteration' is the marginal cost of one iteration of the compiled PCG loop "
@@ -203,12 +206,14 @@ def main():
     lines += ["", f"**Per-phase profile**, {name}, batch {batch}, n = {cg_iters} CG iterations, one gradient = "
               f"{1e3 * g:.1f} ms (medians of 7, interleaved with the gradient; the target is ≤ n + 2 = {cg_iters + 2} "
               "gradients for the default update):", "",
-              "| update | cost in gradients | this piece | backtracking chose | line-search rate |", "|---|---|---|---|---|"]
-    for label, total, piece, rec in profile:
+              "| update | cost in gradients | this piece | backtracking chose | line-search rate | "
+              "peak memory (× gradient step) |", "|---|---|---|---|---|---|"]
+    for (label, total, piece, rec), memory in zip(profile, phase_memory):
         index = rec["backtrack_index"]
         chose = "last iterate" if index < 0 else f"saved iterate {index}"
         lines.append(f"| {label} | {total:.1f} | {'—' if piece is None else f'{piece:+.1f}'} | {chose} | "
-                     f"{rec['rate']:.3g} |")
+                     f"{rec['rate']:.3g} | {memory:.2f}× |")
+    lines += ["", "Peak memory per phase: each in a fresh process, as in the table above, against its gradient step."]
     write_results("bench_products.py — G·v, HF update and memory against a gradient", lines, args)
 
 

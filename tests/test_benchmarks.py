@@ -45,6 +45,8 @@ def check_products(tables):
     profile = tables[1]
     costs = [_number(r["cost in gradients"]) for r in profile]
     assert all(2 < c < 60 for c in costs), costs           # each update costs more than a gradient
+    memory = [_times(r["peak memory (× gradient step)"]) for r in profile]
+    assert all(0.5 < m < 100 for m in memory), memory
 
 
 def check_sine(tables):
@@ -98,7 +100,7 @@ def check_mnist_race(tables):
 
 def check_autoencoder(tables):
     rows = {r["method"]: r for r in tables[0]}
-    assert set(rows) == {"HF", "Adam", "SGD + Nesterov"}
+    assert set(rows) == {"HF", "HF, Martens' CG rule alone", "Adam", "SGD + Nesterov"}
     assert all(0 < _number(r["test squared error per image"]) < 784 and _number(r["updates"]) >= 1
                for r in rows.values())
 
