@@ -47,6 +47,8 @@ def check_products(tables):
     assert all(2 < c < 60 for c in costs), costs           # each update costs more than a gradient
     memory = [_times(r["peak memory (× gradient step)"]) for r in profile]
     assert all(0.5 < m < 100 for m in memory), memory
+    floor = [_times(r["peak memory (× gradient step)"]) for r in tables[2]]
+    assert len(floor) == 4 and all(0.2 < m < 100 for m in floor), floor
 
 
 def check_sine(tables):
