@@ -56,8 +56,10 @@ def main():
         cells = [f"{experiments.time_to(h, 'val_error', t):.0f}" if not np.isnan(experiments.time_to(h, 'val_error', t))
                  else "—" for t in THRESHOLDS]
         shown = ("batch_size", "learning_rate", "initial_damping", "max_iters", "damping_min", "r", "weight_decay")
-        settings = ", ".join(f"{k}={'100/B' if k == 'damping_min' and run.settings[k] is None else run.settings[k]}"
-                             for k in shown if k in run.settings)
+        values = {k: run.settings[k] for k in shown if k in run.settings}
+        if values.get("damping_min", 0) is None:
+            values["damping_min"] = "100/B"                      # HFConfig's default floor
+        settings = ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)
         lines.append(f"| {name} | {settings} | {100 * err[best]:.2f}% ({h['time'][best]:.0f} s) | " + " | ".join(cells) + " |")
     hf_975 = experiments.time_to(runs["HF"].history, "val_error", 0.025)
     adam_975 = experiments.time_to(runs["Adam"].history, "val_error", 0.025)
