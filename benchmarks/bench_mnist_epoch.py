@@ -34,7 +34,7 @@ def main():
     run = result["run"]
     h = run.history
     test = hflib.evaluate(run.model, "softmax_cross_entropy", *mnist[1])
-    lines = [f"| images | batch | updates | wall time (training) | s / update | mean CG iterations | peak memory growth | test error after the epoch |",
+    lines = ["| images | batch | updates | wall time (training) | s / update | mean CG iterations | peak memory growth | test error after the epoch |",
              "|---|---|---|---|---|---|---|---|",
              f"| {len(mnist[0][0]):,} | {args.batch_size} | {len(h)} | {h['time'][-1]:.1f} s | {h['time'][-1] / len(h):.2f} | "
              f"{np.mean(h['cg_iters']):.1f} | {memory / 2**20:.0f} MiB | {100 * test['error']:.2f}% |",
