@@ -115,10 +115,16 @@ class Run:
 
 
 # ------------------------------------------------------------------ data
-def mnist_data(quick=None, path=None, flatten=True, n_train=2000, n_test=1000, seed=0):
+def mnist_data(quick=None, path=None, flatten=True, n_train=2000, n_test=1000, seed=0, center=True):
     """MNIST as ((x_train, y_train), (x_test, y_test)); quick mode keeps stratified subsets
-    of `n_train` training and `n_test` test images."""
-    (x, y), (xt, yt) = data.load_mnist(path, flatten=flatten)
+    of `n_train` training and `n_test` test images.
+
+    `center` (the classification tasks' default) subtracts the training images' per-pixel mean:
+    the damping λI of eq. (20) is not invariant to a shift of the inputs, and centred pixels train
+    better (measured, one MLP epoch at B = 1000 with HFConfig's defaults: 2.93% test error against
+    3.44% on [0, 1] pixels; Adam, learning rate 1e-2: 3.40% against 3.94%; benchmarks/bench_defaults.py).
+    The autoencoder keeps [0, 1] pixels, its targets."""
+    (x, y), (xt, yt) = data.load_mnist(path, flatten=flatten, center=center)
     if quick_mode(quick):
         x, y = data.subset(x, y, n_train, seed=seed)
         xt, yt = data.subset(xt, yt, n_test, seed=seed)
@@ -132,8 +138,9 @@ def task_data(name, quick=None, path=None, seed=0):
     if p.name == "sine":
         x, y = data.make_sine_data(seed=seed)
         return (x, y), (x, y)
-    (x, y), (xt, yt) = mnist_data(quick, path, flatten=p.network != "mnist_cnn", seed=seed)
-    if p.name == "autoencoder":
+    autoencoder = p.name == "autoencoder"
+    (x, y), (xt, yt) = mnist_data(quick, path, flatten=p.network != "mnist_cnn", seed=seed, center=not autoencoder)
+    if autoencoder:
         return (x, x), (xt, xt)
     return (x, y), (xt, yt)
 

@@ -88,8 +88,12 @@ def check_batch_study(tables):
 
 def check_defaults(tables):
     rows = tables[0]
-    assert len(rows) == 13 and all(0 < _number(r["validation loss"]) < 1000 for r in rows)
-    caps = tables[1]
+    assert len(rows) == 15 and all(0 < _number(r["validation loss"]) < 1000 for r in rows)
+    seeds, adam = tables[1], tables[2]
+    assert [r["seed"] for r in seeds] == ["0", "1", "2", "mean"]
+    assert all(0 < _number(r[k]) < 60 for r in seeds for k in ("arrays", "tf.data.Dataset"))
+    assert len(adam) == 2 and all(0 < _number(r[k]) < 60 for r in adam for k in ("centred", "[0, 1]"))
+    caps = tables[3]
     assert len(caps) == 2 and all(0 < _number(r["best test error"]) < 60 for r in caps)
 
 

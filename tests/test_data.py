@@ -119,6 +119,18 @@ def test_one_hot_nhwc_and_dtype(mnist):
 
 
 @needs_mnist
+def test_center_subtracts_the_training_mean_from_both_sets(mnist):
+    (x_train, y_train), (x_test, y_test) = data.load_mnist(MNIST_DIR, flatten=False, center=True, download=False)
+    mean = mnist[0][0].astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(x_train.reshape(60000, 784), mnist[0][0] - mean, atol=1e-6)
+    np.testing.assert_allclose(x_test.reshape(10000, 784), mnist[1][0] - mean, atol=1e-6)   # the train mean
+    assert abs(x_train.mean(axis=0, dtype=np.float64)).max() < 1e-6 and x_train.dtype == np.float32
+    assert -1.0 <= x_test.min() and x_test.max() <= 1.0
+    np.testing.assert_array_equal(y_train, mnist[0][1])
+    np.testing.assert_array_equal(y_test, mnist[1][1])
+
+
+@needs_mnist
 def test_env_var_source(monkeypatch, mnist):
     monkeypatch.setenv("HFLIB_DATA_DIR", str(MNIST_DIR))
     (_, y_train), _ = data.load_mnist(download=False)
@@ -333,6 +345,7 @@ _real_fetch = mnist_module._fetch
         ({"download": None}, TypeError, "download"),
         ({"path": 3}, TypeError, "path"),
         ({"cache_dir": 3}, TypeError, "cache_dir"),
+        ({"center": "no"}, TypeError, "center"),
     ],
 )
 def test_bad_arguments_name_themselves(kwargs, error, word):

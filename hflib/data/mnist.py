@@ -65,23 +65,32 @@ def load_mnist(
     dtype="float32",
     cache_dir=None,
     download=True,
+    center=False,
 ):
     """Load MNIST as ``(x_train, y_train), (x_test, y_test)`` (report §V.B).
 
     Images are scaled to [0, 1] in ``dtype``: shape (N, 784) when ``flatten``,
-    else NHWC (N, 28, 28, 1). Labels are int64 (N,), or one-hot (N, 10) in
-    ``dtype`` when ``one_hot``. Parsed files are cached in-process; every call
-    returns fresh arrays. See the module docstring for the source order.
+    else NHWC (N, 28, 28, 1). With ``center``, the training images' per-pixel
+    mean is subtracted from both sets (pixels then lie in [-1, 1]). Labels are
+    int64 (N,), or one-hot (N, 10) in ``dtype`` when ``one_hot``. Parsed files
+    are cached in-process; every call returns fresh arrays. See the module
+    docstring for the source order.
     """
     checks.boolean(flatten, "flatten")
     checks.boolean(one_hot, "one_hot")
     checks.boolean(download, "download")
+    checks.boolean(center, "center")
     dtype = checks.float_dtype(dtype)
     raw = _load_raw(path, cache_dir, download)
-    return tuple(
+    (x, y), (xt, yt) = (
         (_scale_images(x, flatten, dtype), _format_labels(y, one_hot, dtype))
         for x, y in raw
     )
+    if center:
+        mean = x.mean(axis=0, dtype=np.float64).astype(dtype)
+        x -= mean
+        xt -= mean
+    return (x, y), (xt, yt)
 
 
 # --------------------------------------------------------------------------
