@@ -342,7 +342,7 @@ def products(torch_peer, x, y, rounds, reps):
 
 # ------------------------------------------------------------------ the run and its table
 def load_task(quick):
-    (x, y), (xt, yt) = hflib.data.load_mnist()
+    (x, y), (xt, yt) = hflib.data.load_mnist()        # [0, 1] pixels, as the report's code sees them (not centred)
     if quick:
         x, y = x[:5000], y[:5000]
     return (x, y), (xt, yt)
