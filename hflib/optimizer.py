@@ -49,10 +49,10 @@ class HFConfig:
       tol: ε of CG's relative-progress stopping rule (report and Martens: 5e-4).
       min_iters, max_iters: bounds on CG iterations per update (Martens 2010: ≤ 250, so that his stopping
         rule decides). A small cap is a speed setting, not the default: on MNIST at B = 1000 a cap of 5
-        gives the same test error after one epoch in a third of the training time (MLP: 3.36% in 5.6 s
-        against 3.44% in 17.3 s; the MNIST presets use it), but at B = 10,000 it costs updates (23
-        against 18 to 97.5% test accuracy, though 18.9 s against 50.5 s), and large batches counted in
-        updates are where HF wins; it also leaves Martens' stopping rule, which the course teaches, no say
+        gives the same test error after one epoch in less than half the training time (MLP: 2.92% in 4.1 s
+        against 2.91% in 10.4 s; the MNIST presets use it), but at B = 10,000 it costs updates (18 against
+        17 to 97.5% test accuracy, though 10.9 s against 30.3 s), and large batches counted in updates are
+        where HF wins; it also leaves Martens' stopping rule, which the course teaches, no say
         (`benchmarks/bench_defaults.py`).
       window: CG stopping window, "martens" (k = max(10, ⌈i/10⌉)) or "report" (k = max(t, ⌈i/t⌉), t = min_iters).
       warm_start: factor on the previous final CG iterate used as x₀ (Martens: 0.95; 0 starts from zero).
@@ -67,10 +67,11 @@ class HFConfig:
         batch of B examples. Why: ρ is judged on the batch the quadratic model was fitted to, so on
         mini-batches the LM rule keeps trusting the model and drives λ down until the steps fit the
         batch rather than the data; the mismatch between a batch and the data shrinks like 1/B, and so
-        does the floor that stops it. Measured (`benchmarks/bench_defaults.py`, RESULTS.md, one epoch at B = 1000): the
-        defaults give 3.44% (arrays) / 3.43% (tf.data) test error on the MLP and 4.28% on the CNN, against
-        11.03% / 16.49% (MLP) for λ₀ = 45 / λ₀ = 1 without a floor, where λ fell to 0.004–0.005. On the sine
-        regression and the autoencoder the floor slows training; their presets remove it.
+        does the floor that stops it. Measured (`benchmarks/bench_defaults.py`, RESULTS.md, one epoch at B = 1000,
+        MNIST's pixels centred): the defaults give 2.91% (arrays) / 3.10% (tf.data) test error on the MLP and
+        2.79% on the CNN, against 7.20% / 6.63% (MLP) for λ₀ = 45 / λ₀ = 1 without a floor, where λ fell to
+        0.008–0.009 (on [0, 1] pixels: 3.44% against 11.03% / 16.49%). On the sine regression and the
+        autoencoder the floor slows training; their presets remove it.
       damping_max: the ceiling of λ.
       curvature_batch_size: if set, G·v, ρ and the line search use only the first n examples of each
         (shuffled) batch, while the gradient uses all of it (Martens: gradient on more data).
