@@ -133,15 +133,17 @@ def mnist_data(quick=None, path=None, flatten=True, n_train=2000, n_test=1000, s
     return (x, y), (xt, yt)
 
 
-def task_data(name, quick=None, path=None, seed=0):
+def task_data(name, quick=None, path=None, seed=0, center=None):
     """((x, y), (x_val, y_val)) for a preset: the sine set is its own validation set; MNIST's is the
-    test set; the autoencoder's targets are its inputs."""
+    test set; the autoencoder's targets are its inputs. `center` overrides whether MNIST's pixels
+    are centred (default: the classification tasks yes, the autoencoder no; see `mnist_data`)."""
     p = preset(name)
     if p.name == "sine":
         x, y = data.make_sine_data(seed=seed)
         return (x, y), (x, y)
     autoencoder = p.name == "autoencoder"
-    (x, y), (xt, yt) = mnist_data(quick, path, flatten=p.network != "mnist_cnn", seed=seed, center=not autoencoder)
+    center = not autoencoder if center is None else center
+    (x, y), (xt, yt) = mnist_data(quick, path, flatten=p.network != "mnist_cnn", seed=seed, center=center)
     if autoencoder:
         return (x, x), (xt, xt)
     return (x, y), (xt, yt)
